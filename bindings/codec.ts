@@ -146,6 +146,13 @@ export interface Decoder {
   readonly pending: number;
   /** Largest frame accepted (the limit announced to the peer). */
   maxFrameBytes: number;
+  /**
+   * Optional in-place reading (net.Socket `onread`): a buffer for the next read, placed right
+   * after the carried bytes, then `commit(n)` scans the n bytes the socket wrote into it.
+   * Rows then point into reused memory: `body()` copies.
+   */
+  readBuffer?(): Uint8Array;
+  commit?(n: number): FrameBatch;
 }
 
 export interface Codec {

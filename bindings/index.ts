@@ -1,0 +1,14 @@
+/**
+ * pipit: framed calls and streams between two processes over a Unix socket or any byte
+ * stream. Public API re-exports only.
+ */
+export { listen, connect, Server, type ListenOptions, type ConnectOptions } from './transport.js';
+export { Peer, type PeerOptions } from './peer.js';
+export { Session, type SessionOptions, type CallOptions, type StreamOptions, type SessionHost } from './session.js';
+export { MessageStream } from './message-stream.js';
+export { PipitError, ProtocolError, InvalidArgumentError, statusName, type ErrorCode } from './errors.js';
+export type { HandlerContext, Handler, Service, Services } from './routes.js';
+export type { Payload } from './frame-writer.js';
+export type { Codec, Decoder } from './codec.js';
+export { selectCodec, type CodecChoice } from './codec-select.js';
+export { Status, type StatusName, APP_STATUS_MIN, PROTOCOL_VERSION } from './constants.js';

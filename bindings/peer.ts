@@ -1,0 +1,311 @@
+/**
+ * Peer: binds a Session to a byte stream (a net.Socket, or any Duplex such as a child
+ * process's stdio joined with Duplex.from). This is the only layer that touches a stream or
+ * a timer.
+ *
+ * - Writes are coalesced: the session's output is flushed once per event-loop turn
+ *   (setImmediate runs right after the I/O callbacks of the current turn, after their
+ *   promise jobs), as one cork/uncork batch, so a burst of calls or responses costs one
+ *   writev.
+ * - Backpressure: when the stream's write buffer passes `maxWriteBufferBytes`, reading
+ *   stops (no new work is accepted) until it drains; large-message fragments are written a
+ *   budget at a time, after a drain when the stream is full.
+ * - One timer per peer, armed for the session's earliest deadline, unref'd.
+ * - No 'error' event is ever emitted: failures reach the calls they affect, and 'close'
+ *   carries the connection's error (or null).
+ */
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import type { Decoder } from './codec.js';
+import { selectCodec, type CodecChoice } from './codec-select.js';
+import { PipitError } from './errors.js';
+import type { Payload } from './frame-writer.js';
+import type { MessageStream } from './message-stream.js';
+import type { Service, Services } from './routes.js';
+import { Session, type CallOptions, type SessionOptions, type StreamOptions } from './session.js';
+
+export interface PeerOptions extends Omit<SessionOptions, 'peer'> {
+  /** Frame codec. Defaults to 'auto' (PIPIT_CODEC overrides). */
+  codec?: CodecChoice;
+  /** Stop reading while this many bytes wait to be written. Defaults to 4 MiB. */
+  maxWriteBufferBytes?: number;
+}
+
+export interface PeerEvents {
+  close: [error: PipitError | null];
+}
+
+/** @internal In-place reading hooks, used by `connect` for net.Socket's `onread`. */
+export interface InPlaceReader {
+  buffer(): Uint8Array;
+  read(n: number): boolean;
+}
+
+const now = (): number => performance.now();
+
+export class Peer extends EventEmitter<PeerEvents> {
+  readonly session: Session;
+  private readonly decoder: Decoder;
+  private readonly maxWriteBufferBytes: number;
+  private flushScheduled = false;
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+  private pausedForWrites = false;
+  private ended = false;
+  private closeEmitted = false;
+  private closeError: PipitError | null = null;
+  private readonly closedPromise: Promise<PipitError | null>;
+  private resolveClosed!: (e: PipitError | null) => void;
+
+  /**
+   * @param stream any Duplex carrying pipit frames both ways.
+   * @param options services, limits, codec. Options not set default as documented.
+   */
+  constructor(
+    readonly transport: Duplex,
+    options: PeerOptions & { inPlace?: boolean } = {},
+  ) {
+    super();
+    this.session = new Session({ ...options, peer: this });
+    this.maxWriteBufferBytes = options.maxWriteBufferBytes ?? 4 * 1024 * 1024;
+    const codec = selectCodec(options.codec, { inPlace: options.inPlace === true });
+    this.decoder = codec.createDecoder(this.session.maxFrameBytes);
+    this.closedPromise = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+    this.session.host = {
+      onOutput: () => this.scheduleFlush(),
+      onClose: (error) => this.onSessionClose(error),
+    };
+    const stream = transport;
+    if (options.inPlace !== true) {
+      stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    }
+    stream.on('end', () => this.onTransportEnd(null));
+    stream.on('error', (err: Error) => this.onTransportEnd(err));
+    stream.on('close', () => this.onTransportClose());
+    stream.on('drain', () => this.onDrain());
+    this.scheduleFlush(); // HELLO
+  }
+
+  /** Which codec decodes this peer's input. */
+  get codec(): string {
+    return this.decoderKind;
+  }
+  private get decoderKind(): string {
+    return (this.decoder as { kind?: string }).kind ?? 'ts';
+  }
+
+  /** True once the connection is finished. */
+  get closed(): boolean {
+    return this.session.closed;
+  }
+
+  /**
+   * Unary call: resolves with the response bytes (a Buffer: `.toString()` reads it as text).
+   * @throws rejects with PipitError: UNKNOWN_SERVICE, UNKNOWN_METHOD, APPLICATION_ERROR,
+   *   CANCELLED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNAVAILABLE, PROTOCOL_ERROR,
+   *   CONNECTION_CLOSED, INVALID_ARGUMENT...
+   */
+  call(service: string, method: string, payload: Payload = '', options?: CallOptions): Promise<Buffer> {
+    return this.session.call(service, method, payload, options, options?.timeout !== undefined ? now() : 0);
+  }
+
+  /** Stream call: iterate the response messages with `for await`. Breaking out cancels it. */
+  stream(service: string, method: string, payload: Payload = '', options?: StreamOptions): MessageStream {
+    return this.session.stream(service, method, payload, options, options?.timeout !== undefined ? now() : 0);
+  }
+
+  /** Serve (or replace) a service on this connection. */
+  handle(name: string, service: Service): this {
+    this.session.handle(name, service);
+    return this;
+  }
+
+  /** Services as a whole object. */
+  handleAll(services: Services): this {
+    for (const [name, svc] of Object.entries(services)) this.session.handle(name, svc);
+    return this;
+  }
+
+  /** Round trip time in milliseconds (PING/PONG). */
+  ping(): Promise<number> {
+    return this.session.ping(now());
+  }
+
+  /**
+   * Graceful close: GOAWAY, calls in flight in both directions finish, then the stream ends.
+   * New calls fail with UNAVAILABLE at once. With `timeout`, whatever is still running then
+   * is cut off (CONNECTION_CLOSED).
+   */
+  async close(options: { timeout?: number } = {}): Promise<void> {
+    if (!this.session.closed) this.session.goAway();
+    if (options.timeout !== undefined && !this.session.closed) {
+      const t = setTimeout(() => this.destroy(), options.timeout);
+      t.unref();
+      await this.closedPromise;
+      clearTimeout(t);
+      return;
+    }
+    await this.closedPromise;
+  }
+
+  /** Close at once: every call in flight fails with CONNECTION_CLOSED (or `error`). */
+  destroy(error?: PipitError): void {
+    this.session.close(error ?? new PipitError('CONNECTION_CLOSED', 'connection destroyed locally'));
+    this.transport.destroy();
+  }
+
+  /** Resolves once the connection is finished, with its error or null. */
+  get whenClosed(): Promise<PipitError | null> {
+    return this.closedPromise;
+  }
+
+  // ---- input ----
+
+  private onData(chunk: Buffer): void {
+    const batch = this.decoder.push(chunk);
+    this.session.receive(batch, now());
+    this.afterInput();
+  }
+
+  /** @internal */
+  inPlaceReader(): InPlaceReader {
+    const dec = this.decoder;
+    if (dec.readBuffer === undefined || dec.commit === undefined) throw new Error('decoder cannot read in place');
+    return {
+      buffer: () => dec.readBuffer!(),
+      read: (n: number) => {
+        this.session.receive(dec.commit!(n), now());
+        this.afterInput();
+        return !this.pausedForWrites;
+      },
+    };
+  }
+
+  private afterInput(): void {
+    if (this.session.closed) return;
+    this.armTimer();
+  }
+
+  private onTransportEnd(err: Error | null): void {
+    if (err === null && !this.session.closed) {
+      const tail = this.decoder.end();
+      if (tail !== null) {
+        this.session.protocolError(tail);
+        return;
+      }
+    }
+    this.session.transportClosed(err ?? undefined);
+  }
+
+  private onTransportClose(): void {
+    this.session.transportClosed();
+    this.emitClose();
+  }
+
+  // ---- output ----
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.ended) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.ended) return;
+    const stream = this.transport;
+    if (stream.destroyed || !stream.writable) return;
+    const segs = this.session.takeOutput();
+    if (segs.length === 1) {
+      stream.write(segs[0]);
+    } else if (segs.length > 1) {
+      stream.cork();
+      for (const s of segs) stream.write(s);
+      stream.uncork();
+    }
+    if (this.session.closed) {
+      this.finishStream();
+      return;
+    }
+    if (stream.writableLength > this.maxWriteBufferBytes && !this.pausedForWrites) {
+      this.pausedForWrites = true;
+      stream.pause();
+    }
+    if (this.session.fragmentsPending && !stream.writableNeedDrain) this.scheduleFlush();
+    this.armTimer();
+  }
+
+  private onDrain(): void {
+    if (this.pausedForWrites) {
+      this.pausedForWrites = false;
+      if (!this.session.closed) this.transport.resume();
+    }
+    if (this.session.fragmentsPending) this.scheduleFlush();
+  }
+
+  // ---- timers ----
+
+  private armTimer(): void {
+    const at = this.session.nextDeadline();
+    if (at === this.timerAt) return;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.timerAt = at;
+    if (at === Infinity) return;
+    this.timer = setTimeout(() => this.onTimer(), Math.max(0, Math.ceil(at - now())));
+    this.timer.unref();
+  }
+
+  private onTimer(): void {
+    this.timer = null;
+    this.timerAt = Infinity;
+    this.session.tick(now());
+    this.armTimer();
+  }
+
+  // ---- close ----
+
+  private onSessionClose(error: PipitError | null): void {
+    this.closeError = error;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.timerAt = Infinity;
+    // Write what is left (GOAWAY, ERROR), then end our side.
+    this.flushScheduled = false;
+    this.flush();
+    this.finishStream();
+  }
+
+  private finishStream(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const stream = this.transport;
+    if (stream.destroyed) {
+      this.emitClose();
+      return;
+    }
+    if (this.pausedForWrites) stream.resume();
+    stream.end();
+    // A Duplex whose other side never closes would keep us waiting: destroy after the end is flushed.
+    stream.once('finish', () => {
+      setImmediate(() => {
+        if (!stream.destroyed) stream.destroy();
+      });
+    });
+  }
+
+  private emitClose(): void {
+    if (this.closeEmitted) return;
+    this.closeEmitted = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.resolveClosed(this.closeError);
+    this.emit('close', this.closeError);
+  }
+}

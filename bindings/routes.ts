@@ -1,0 +1,78 @@
+/**
+ * Services and the route cache. Incoming: (service, method) names → handler. Outgoing: the
+ * encoded name block of each route we call, built once and reused for every request.
+ */
+import { encodeRoute } from './frame-writer.js';
+import { InvalidArgumentError } from './errors.js';
+
+/** What a handler receives besides the payload. */
+export interface HandlerContext {
+  readonly service: string;
+  readonly method: string;
+  /** Metadata sent with the request (empty object when none). */
+  readonly metadata: Record<string, string>;
+  /** Aborts when the caller cancels, the deadline passes, or the connection drops. */
+  readonly signal: AbortSignal;
+  /** The peer the request came from: call it back with `ctx.peer.call(...)`. */
+  readonly peer: unknown;
+  /** The request payload carried the text flag. */
+  readonly text: boolean;
+  /** Absolute deadline (performance.now() clock), when the caller set a timeout. */
+  readonly deadline: number | undefined;
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/**
+ * A handler: unary handlers return a Uint8Array, a string or nothing (or a Promise of one);
+ * stream handlers return or are an (async) iterable of Uint8Array | string (async generators).
+ */
+export type Handler = (payload: Buffer, ctx: any) => unknown;
+export type Service = Record<string, Handler>;
+export type Services = Record<string, Service>;
+
+export class RouteTable {
+  private readonly services = new Map<string, Map<string, Handler>>();
+  private readonly outgoing = new Map<string, Map<string, Uint8Array>>();
+
+  constructor(services?: Services) {
+    if (services) for (const [name, svc] of Object.entries(services)) this.add(name, svc);
+  }
+
+  /** Add (or replace) a service. Methods are the object's own and inherited function properties. */
+  add(name: string, service: Service): void {
+    if (typeof name !== 'string' || Buffer.byteLength(name) > 255) throw new InvalidArgumentError('service name must be a string of at most 255 bytes');
+    if (typeof service !== 'object' || service === null) throw new InvalidArgumentError(`service ${name} must be an object of handler functions`);
+    const methods = new Map<string, Handler>();
+    for (let o: object | null = service; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+      for (const key of Object.getOwnPropertyNames(o)) {
+        if (key === 'constructor' || methods.has(key)) continue;
+        const fn = (service as Record<string, unknown>)[key];
+        if (typeof fn === 'function') methods.set(key, (fn as Handler).bind(service));
+      }
+    }
+    this.services.set(name, methods);
+  }
+
+  /** The handler; null when the service exists but not the method; undefined when no such service. */
+  find(service: string, method: string): Handler | null | undefined {
+    const methods = this.services.get(service);
+    if (methods === undefined) return undefined;
+    return methods.get(method) ?? null;
+  }
+
+  outgoingRoute(service: string, method: string): Uint8Array {
+    let m = this.outgoing.get(service);
+    if (m === undefined) {
+      if (typeof service !== 'string') throw new InvalidArgumentError('service must be a string');
+      m = new Map();
+      if (this.outgoing.size < 4096) this.outgoing.set(service, m);
+    }
+    let route = m.get(method);
+    if (route === undefined) {
+      if (typeof method !== 'string') throw new InvalidArgumentError('method must be a string');
+      route = encodeRoute(service, method);
+      if (m.size < 4096) m.set(method, route);
+    }
+    return route;
+  }
+}
