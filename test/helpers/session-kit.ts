@@ -1,0 +1,184 @@
+/**
+ * Small tools for session tests: a tap that decodes every frame a session writes, frame
+ * injection, outcome tracking for calls and streams, and deferred promises.
+ */
+import { MAX_FRAME_BYTES_LIMIT } from '../../bindings/constants.js';
+import { tsCodec } from '../../bindings/codec-ts.js';
+import type { Decoder } from '../../bindings/codec.js';
+import { PipitError } from '../../bindings/errors.js';
+import type { MessageStream } from '../../bindings/message-stream.js';
+import type { Session, SessionOptions } from '../../bindings/session.js';
+import { End } from './pair.js';
+import { encodeFrames, rowToFrame, type VFrame } from './frames.js';
+
+/** A decoded frame plus its size on the wire. */
+export interface TappedFrame extends VFrame {
+  bytes: number;
+}
+
+/**
+ * Records everything a session hands out through `takeOutput()` (which Pair calls), decoded
+ * into plain frames. The decoder is strict: a frame above `maxFrameBytes` fails the test.
+ */
+export class Tap {
+  readonly frames: TappedFrame[] = [];
+  private readonly decoder: Decoder;
+  private offset = 0;
+
+  constructor(
+    readonly session: Session,
+    maxFrameBytes = MAX_FRAME_BYTES_LIMIT,
+  ) {
+    this.decoder = tsCodec.createDecoder(maxFrameBytes);
+    const take = session.takeOutput.bind(session);
+    session.takeOutput = () => {
+      const segments = take();
+      for (const s of segments) this.feed(s);
+      return segments;
+    };
+  }
+
+  private feed(segment: Uint8Array): void {
+    const batch = this.decoder.push(segment);
+    for (let i = 0; i < batch.count; i++) {
+      const f = rowToFrame(batch, i) as TappedFrame;
+      f.bytes = encodeFrames([f]).length;
+      this.offset += f.bytes;
+      this.frames.push(f);
+    }
+    if (batch.error !== null) throw new Error(`session wrote an undecodable stream: ${batch.error.message}`);
+  }
+
+  /** Take output now (for a session with no Pair around it). */
+  drain(): TappedFrame[] {
+    const before = this.frames.length;
+    this.session.takeOutput();
+    return this.frames.slice(before);
+  }
+
+  /** Frames recorded since `mark` (a previous `frames.length`). */
+  since(mark: number): TappedFrame[] {
+    return this.frames.slice(mark);
+  }
+
+  ofType(type: string, from = 0): TappedFrame[] {
+    return this.frames.slice(from).filter((f) => f.type === type);
+  }
+
+  /** Frames without the size field, for toEqual against hand-written frames. */
+  plain(from = 0): VFrame[] {
+    return this.frames.slice(from).map(({ bytes: _bytes, ...f }) => f);
+  }
+}
+
+/** Feed frames (or raw bytes) to an end as if its peer had sent them. */
+export function inject(end: End, frames: VFrame[] | Uint8Array, now = 0): void {
+  const bytes = frames instanceof Uint8Array ? frames : encodeFrames(frames);
+  end.session.receive(end.decoder.push(bytes), now);
+}
+
+/** One session with no peer: frames go in by `inject`, come out through `tap.drain()`. */
+export function lone(options: SessionOptions = {}): { end: End; tap: Tap } {
+  const end = new End(options, tsCodec);
+  const tap = new Tap(end.session);
+  return { end, tap };
+}
+
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(v: T): void;
+  reject(e: unknown): void;
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** What became of a unary call: counts every settlement the promise reports. */
+export interface Outcome {
+  settlements: number;
+  value: Buffer | undefined;
+  error: PipitError | undefined;
+  readonly pending: boolean;
+  readonly promise: Promise<void>;
+}
+
+export function track(p: Promise<Buffer>): Outcome {
+  const o = {
+    settlements: 0,
+    value: undefined as Buffer | undefined,
+    error: undefined as PipitError | undefined,
+    get pending() {
+      return this.settlements === 0;
+    },
+    promise: undefined as unknown as Promise<void>,
+  };
+  o.promise = p.then(
+    (v) => {
+      o.settlements++;
+      o.value = v;
+    },
+    (e: unknown) => {
+      o.settlements++;
+      if (!(e instanceof PipitError)) throw new Error(`call rejected with a non-PipitError: ${String(e)}`);
+      o.error = e;
+    },
+  );
+  return o;
+}
+
+/** What became of a stream call read to the end by a background consumer. */
+export interface StreamOutcome {
+  items: string[];
+  ends: number;
+  error: PipitError | undefined;
+  /** The consumer stopped on its own (break) after `limit` items. */
+  broke: boolean;
+  done: Promise<void>;
+}
+
+/** Read `stream` in the background, optionally stopping after `limit` items. */
+export function consume(stream: MessageStream, limit = Infinity): StreamOutcome {
+  const o: StreamOutcome = { items: [], ends: 0, error: undefined, broke: false, done: undefined as unknown as Promise<void> };
+  o.done = (async () => {
+    try {
+      for await (const item of stream) {
+        o.items.push(item.toString());
+        if (o.items.length >= limit) {
+          o.broke = true;
+          break;
+        }
+      }
+      o.ends++;
+    } catch (e) {
+      o.ends++;
+      if (!(e instanceof PipitError)) throw new Error(`stream failed with a non-PipitError: ${String(e)}`);
+      o.error = e;
+    }
+  })();
+  return o;
+}
+
+/** Let queued microtasks and one macrotask turn run (no clock involved). */
+export async function turn(): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+}
+
+/** Bytes of the given size, filled deterministically. */
+export function pattern(n: number, seed = 1): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
