@@ -493,6 +493,10 @@ export class Session {
       }
       if (ext.metadata !== undefined) call.metadata = Object.fromEntries(ext.metadata);
     }
+    if (batch.bodyLength(i) > this.maxMessageBytes) {
+      this.finishIncoming(call, new PipitError('RESOURCE_EXHAUSTED', `request exceeds maxMessageBytes ${this.maxMessageBytes}`));
+      return;
+    }
     if (flags & F_FOLLOWS) {
       const body = batch.body(i);
       if (body.length > this.maxMessageBytes || !this.reserveReassembly(body.length)) {
@@ -805,6 +809,12 @@ export class Session {
       this.reassemblyBytes -= call.partBytes;
       call.partBytes = 0;
       call.parts = null;
+    } else if (!call.settled && batch.bodyLength(i) > this.maxMessageBytes) {
+      // Too big for us: fail it now; with END this is already its terminal frame.
+      const error = new PipitError('RESOURCE_EXHAUSTED', `response exceeds maxMessageBytes ${this.maxMessageBytes}`);
+      if (flags & F_END) this.settleOut(call, error);
+      else this.cancelOut(call, error);
+      message = EMPTY;
     } else {
       message = call.settled ? EMPTY : batch.body(i);
     }
