@@ -342,8 +342,9 @@ export class Session {
     } else if (typeof payload === 'string') {
       flags |= F_TEXT;
     }
-    if (typeof payload !== 'string' && payload.length > this.peerMaxMessageBytes) {
-      this.settleOut(call, new PipitError('RESOURCE_EXHAUSTED', `request of ${payload.length} bytes exceeds the peer's maxMessageBytes ${this.peerMaxMessageBytes}; not sent`));
+    const size = typeof payload !== 'string' ? payload.length : payload.length * 3 > this.peerMaxMessageBytes ? Buffer.byteLength(payload) : 0;
+    if (size > this.peerMaxMessageBytes) {
+      this.settleOut(call, new PipitError('RESOURCE_EXHAUSTED', `request of ${size} bytes exceeds the peer's maxMessageBytes ${this.peerMaxMessageBytes}; not sent`));
       return;
     }
     call.pending = { route, ext, flags, payload };
@@ -644,12 +645,13 @@ export class Session {
       if (payload.length * 3 + 16 > this.peerMaxFrameBytes) payload = Buffer.from(payload, 'utf8');
       flags |= F_TEXT;
     }
+    const size = typeof payload !== 'string' ? payload.length : payload.length * 3 > this.peerMaxMessageBytes ? Buffer.byteLength(payload) : 0;
+    if (size > this.peerMaxMessageBytes) {
+      this.finishIncoming(call, new PipitError('RESOURCE_EXHAUSTED', `response of ${size} bytes exceeds the peer's maxMessageBytes ${this.peerMaxMessageBytes}`));
+      return;
+    }
     const room = this.peerMaxFrameBytes - 16;
     if (typeof payload !== 'string' && payload.length > room) {
-      if (payload.length > this.peerMaxMessageBytes) {
-        this.finishIncoming(call, new PipitError('RESOURCE_EXHAUSTED', `response of ${payload.length} bytes exceeds the peer's maxMessageBytes ${this.peerMaxMessageBytes}`));
-        return;
-      }
       this.writer.response(call.id, (flags & F_TEXT) | F_FOLLOWS, payload.subarray(0, room));
       const f: FragmentSender = { out: false, id: call.id, bytes: payload, pos: room, endFlag, done: null };
       call.fragments = f;
