@@ -10,7 +10,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { lstatSync, unlinkSync, renameSync, chmodSync, statSync, type Stats } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { PipitError, InvalidArgumentError } from './errors.js';
@@ -97,9 +97,18 @@ export class Server extends EventEmitter<ServerEvents> {
 export async function listen(path: string, options: ListenOptions = {}): Promise<Server> {
   checkPath(path);
   const mode = options.mode ?? 0o600;
+  // The temporary name must fit the same limit as the path: a short random name (8 to 16 hex
+  // digits, as many as fit), so every path within the limit works unless its directory alone
+  // nearly fills it.
+  const dir = dirname(path);
+  const room = MAX_SOCKET_PATH_BYTES - Buffer.byteLength(dir) - 2;
+  const tmp = join(dir, `.${randomBytes(8).toString('hex').slice(0, Math.min(16, Math.max(8, room)))}`);
+  if (Buffer.byteLength(tmp) > MAX_SOCKET_PATH_BYTES) {
+    throw new InvalidArgumentError(
+      `socket path ${path}: its directory leaves no room for the temporary socket name (paths are limited to ${MAX_SOCKET_PATH_BYTES} bytes); use a shorter directory`,
+    );
+  }
   await clearStale(path);
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}`);
-  checkPath(tmp);
   const srv = net.createServer();
   await new Promise<void>((resolve, reject) => {
     srv.once('error', (err: NodeJS.ErrnoException) => reject(listenError(path, err)));
