@@ -259,7 +259,7 @@ function coldStart(runs: number): { compile: number; firstDecoder: number } {
   const compile: number[] = [];
   const first: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: here, encoding: 'utf8' });
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     const r = JSON.parse(out) as { compile: number; firstDecoder: number };
     compile.push(r.compile);
     first.push(r.firstDecoder);
