@@ -1088,7 +1088,8 @@ export class Session {
     const e = this.closeError;
     if (e === null) return new PipitError('CONNECTION_CLOSED', 'connection closed');
     if (e.code === 'CONNECTION_CLOSED') return e;
-    if (e instanceof ProtocolError) return new ProtocolError(e.reason, e.message, e.offset);
+    // Its message already carries the offset: a copy would append it a second time.
+    if (e instanceof ProtocolError) return e;
     return new PipitError(e.code === 'APPLICATION_ERROR' || e.code === 'UNKNOWN' ? e.status : e.code, e.message, { cause: e });
   }
 }
