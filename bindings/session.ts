@@ -213,6 +213,7 @@ export class Session {
   private readonly fragments: FragmentSender[] = [];
   private readonly pings = new Map<number, (rtt: number) => void>();
   private readonly pingSent = new Map<number, number>();
+  private readonly pingFail = new Map<number, (e: PipitError) => void>();
   private pingId = 0;
   private deadlines: DeadlineHeap = new DeadlineHeap();
   private readonly peerRef: unknown;
@@ -924,6 +925,7 @@ export class Session {
     const sent = this.pingSent.get(id)!;
     this.pings.delete(id);
     this.pingSent.delete(id);
+    this.pingFail.delete(id);
     resolve(now - sent);
   }
 
@@ -998,9 +1000,10 @@ export class Session {
   ping(now = 0): Promise<number> {
     if (this.phase === Phase.CLOSED) return Promise.reject(this.closedError());
     const id = (this.pingId = (this.pingId + 1) >>> 0);
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       this.pings.set(id, resolve);
       this.pingSent.set(id, now);
+      this.pingFail.set(id, reject);
       this.writer.ping(id);
       this.signalOutput();
     });
@@ -1072,6 +1075,8 @@ export class Session {
     this.reassemblyBytes = 0;
     this.fragments.length = 0;
     this.deadlines = new DeadlineHeap();
+    for (const fail of this.pingFail.values()) fail(failure);
+    this.pingFail.clear();
     this.pings.clear();
     this.pingSent.clear();
     this.host?.onClose(error);
