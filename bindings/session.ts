@@ -1010,7 +1010,7 @@ export class Session {
   }
 
   /** Graceful shutdown: GOAWAY, let calls in flight finish, then close. */
-  goAway(code = Status.OK, message = ''): void {
+  goAway(code: number = Status.OK, message = ''): void {
     if (this.phase === Phase.CLOSED) return;
     if (!this.goawaySent) {
       this.goawaySent = true;
