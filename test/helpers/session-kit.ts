@@ -22,8 +22,9 @@ export interface TappedFrame extends VFrame {
  */
 export class Tap {
   readonly frames: TappedFrame[] = [];
+  /** Every byte written, in order. */
+  private readonly segments: Buffer[] = [];
   private readonly decoder: Decoder;
-  private offset = 0;
 
   constructor(
     readonly session: Session,
@@ -39,14 +40,19 @@ export class Tap {
   }
 
   private feed(segment: Uint8Array): void {
+    this.segments.push(Buffer.from(segment));
     const batch = this.decoder.push(segment);
     for (let i = 0; i < batch.count; i++) {
       const f = rowToFrame(batch, i) as TappedFrame;
       f.bytes = encodeFrames([f]).length;
-      this.offset += f.bytes;
       this.frames.push(f);
     }
     if (batch.error !== null) throw new Error(`session wrote an undecodable stream: ${batch.error.message}`);
+  }
+
+  /** All bytes written so far (or from byte `from` on). */
+  raw(from = 0): Buffer {
+    return Buffer.concat(this.segments).subarray(from);
   }
 
   /** Take output now (for a session with no Pair around it). */
