@@ -309,7 +309,9 @@ export class Session {
       throw new InvalidArgumentError('payload must be a Uint8Array or a string');
     }
     if (this.phase !== Phase.OPEN || this.goawayReceived) {
-      this.settleOut(call, new PipitError('UNAVAILABLE', this.closeError?.message || 'connection is going away; the call was not sent'));
+      // After a failure, new calls fail the same way as the open ones did (CONNECTION_CLOSED, the
+      // peer's ERROR code, PROTOCOL_ERROR); after GOAWAY or a clean close, UNAVAILABLE.
+      this.settleOut(call, this.closeError !== null ? this.closedError() : new PipitError('UNAVAILABLE', 'connection is going away; the call was not sent'));
       return;
     }
     const { timeout, signal, metadata } = options;

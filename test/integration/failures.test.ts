@@ -99,9 +99,7 @@ describe('peer process killed', () => {
     await expect(peer.call('db', 'query', 'x')).rejects.toBeInstanceOf(PipitError);
   });
 
-  // Known deviation: session.ts fails calls opened after the connection died with UNAVAILABLE,
-  // where PROTOCOL.md §10.3 says CONNECTION_CLOSED. Remove `.fails` once that is fixed.
-  it.fails('fails calls opened after the connection died with CONNECTION_CLOSED (§10.3)', async () => {
+  it('fails calls opened after the connection died with CONNECTION_CLOSED (§10.3)', async () => {
     const path = socketPath();
     const child = await serverProcess(path);
     const peer = await connect(path);
