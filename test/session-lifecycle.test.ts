@@ -273,8 +273,8 @@ describe('protocol violations by the peer', () => {
     const laterStream = consume(a.stream('b', 'feed', ''));
     await microtasks();
     expect([later.settlements, laterStream.ends]).toEqual([1, 1]);
-    expect(later.error).toBeInstanceOf(PipitError);
-    expect(laterStream.error).toBeInstanceOf(PipitError);
+    expect([later.error?.code, later.error?.message]).toEqual(['PROTOCOL_ERROR', message]);
+    expect(laterStream.error?.code).toBe('PROTOCOL_ERROR');
     await expect(a.ping()).rejects.toMatchObject({ code: 'PROTOCOL_ERROR', message });
     await pair.settle();
     expect(tapA.raw(byteMark).length).toBe(written.length);
@@ -353,9 +353,10 @@ describe('ERROR from the peer', () => {
     const r = await receiveError([{ type: 'ERROR', flags: [], id: 0, code: 8, message: 'overloaded' }]);
     expectAllFailed(r, 'UNAVAILABLE', 8, 'peer closed the connection: overloaded');
     expect(r.pair.a.closed?.code).toBe('UNAVAILABLE');
+    // Calls after the end fail the same way.
     const later = track(r.pair.a.session.call('b', 'wait', ''));
     await later.promise;
-    expect(later.error?.code).toBe('UNAVAILABLE');
+    expect([later.error?.code, later.error?.message]).toEqual(['UNAVAILABLE', 'peer closed the connection: overloaded']);
   });
 
   it('an application code in ERROR is kept', async () => {
@@ -413,6 +414,19 @@ describe('transport loss', () => {
     await pair.settle();
     expect([tapA.frames.length, tapB.frames.length]).toEqual(marks);
     expect(aCalls.every((o) => o.settlements === 1)).toBe(true);
+  });
+
+  it('calls and streams started after the connection ended fail CONNECTION_CLOSED at once (§10.3)', async () => {
+    const pair = new Pair();
+    pair.flush();
+    pair.cut();
+    const c = track(pair.a.session.call('s', 'm', ''));
+    const st = consume(pair.a.session.stream('s', 'm', ''));
+    await Promise.all([c.promise, st.done]);
+    expect(c.error?.code).toBe('CONNECTION_CLOSED');
+    expect(st.error?.code).toBe('CONNECTION_CLOSED');
+    await expect(pair.a.session.ping()).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
+    expect(pair.a.session.outgoingCalls).toBe(0);
   });
 
   it('a ping started after the connection ended fails CONNECTION_CLOSED at once', async () => {
