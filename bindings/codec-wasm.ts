@@ -34,7 +34,7 @@
  * view of linear memory right after the carry; the socket writes into it and commit(n)
  * scans those bytes where they are, with no copy-in at all. Every row then uses buffer 0.
  */
-import { E_TRUNCATED, MAX_FRAME_BYTES_LIMIT, STRIDE, T_REQUEST } from './constants.js';
+import { CODEC_ERROR_NAMES, COL_HEAD, E_TRUNCATED, MAX_FRAME_BYTES_LIMIT, STRIDE, T_REQUEST } from './constants.js';
 import { type Codec, type Decoder, EMPTY, FastBuffer, FrameBatch } from './codec.js';
 import { tsCodec } from './codec-ts.js';
 import { InvalidArgumentError, codecError, type ProtocolError } from './errors.js';
@@ -99,6 +99,8 @@ const ROW_BYTES = STRIDE * 4;
 const PAGE = 65536;
 const INITIAL_INPUT = 64 * 1024;
 const INITIAL_ROWS = 1024;
+/** Default for `largeFrameBytes`, see WasmCodecOptions. */
+export const LARGE_FRAME_BYTES = 4096;
 
 const align16 = (n: number): number => (n + 15) & ~15;
 
@@ -146,12 +148,15 @@ function instantiate(module: WasmModule): Exports {
 // ---- decoder ------------------------------------------------------------------------
 
 class WasmDecoder implements InPlaceDecoder {
+  /** Which scanner this decoder runs (a wasm codec may hand out TS decoders, see createWasmCodec). */
+  readonly kind = 'wasm';
   maxFrameBytes: number;
   private readonly ex: Exports;
   private readonly mem: WasmMemory;
   private readonly batch = new FrameBatch(0);
   private readonly resPtr: number;
   private readonly inPtr: number;
+  private readonly largeFrameBytes: number;
   /** Input region bytes; the table starts right after it. */
   private cap = INITIAL_INPUT;
   private rowCap = INITIAL_ROWS;
@@ -159,21 +164,29 @@ class WasmDecoder implements InPlaceDecoder {
   private ab: ArrayBuffer = new ArrayBuffer(0);
   private u8: Uint8Array = EMPTY;
   private res: Int32Array = new Int32Array(0);
+  /** View of the input region: batch.buffers[0] unless a large frame just completed. */
+  private region: Uint8Array = EMPTY;
   /** The view readBuffer() returned last. */
   private readView: Uint8Array = EMPTY;
   /** The carried partial frame: `carry` bytes at region offset `head`. */
   private head = 0;
   private carry = 0;
-  /** Total size of the carried frame once its word is known (and checked), else 0. */
+  /** Total size of the partial frame once its word is known (and checked), else 0. */
   private need = 0;
-  /** Stream offset of the region byte at `head` (error offsets). */
+  /** A large partial frame collected outside linear memory: `largeLen` of `need` bytes. */
+  private large: Buffer | null = null;
+  private largeLen = 0;
+  /** Validates completed large frames (the reference scanner, so the outcome is identical). */
+  private largeCheck: Decoder | null = null;
+  /** Stream offset of the first byte not consumed (error offsets). */
   private offset = 0;
   private dead: ProtocolError | null = null;
 
-  constructor(ex: Exports, maxFrameBytes: number) {
+  constructor(ex: Exports, maxFrameBytes: number, largeFrameBytes: number) {
     this.ex = ex;
     this.mem = ex.memory;
     this.maxFrameBytes = maxFrameBytes;
+    this.largeFrameBytes = largeFrameBytes;
     this.resPtr = align16(ex.heapBase() >>> 0);
     this.inPtr = this.resPtr + RES_BYTES;
     this.batch.retainable[0] = false;
@@ -181,33 +194,45 @@ class WasmDecoder implements InPlaceDecoder {
   }
 
   get pending(): number {
-    return this.carry;
+    return this.large !== null ? this.largeLen : this.carry;
   }
 
   push(chunk: Uint8Array, retainable = true): FrameBatch {
-    const batch = this.batch;
-    batch.count = 0;
-    batch.buffers[1] = chunk;
-    batch.retainable[1] = retainable;
-    batch.error = this.dead;
+    const batch = this.begin(chunk, retainable);
     const n = chunk.length;
     if (this.dead !== null || n === 0) return batch;
+    let from = 0;
+    if (this.large !== null) {
+      from = Math.min(this.need - this.largeLen, n);
+      this.large.set(from === n ? chunk : chunk.subarray(0, from), this.largeLen);
+      this.largeLen += from;
+      if (this.largeLen < this.need) return batch;
+      this.finishLarge();
+      if (this.dead !== null || from === n) return batch;
+    }
     if (this.head !== 0) this.compact();
+    // The chunk goes right after the carry: chunk offset c is region offset carry + c. After
+    // a large frame (from > 0, no carry) only its rest is copied, and scanned from `from`.
     const carry = this.carry;
     const len = carry + n;
     if (len > this.cap) this.growInput(len);
     else if (this.u8.length === 0) this.layout();
     // One copy in. (A JS byte loop is ~3x slower than set() even for a 46-byte chunk.)
-    this.u8.set(chunk, this.inPtr + carry);
+    this.u8.set(from === 0 ? chunk : chunk.subarray(from), this.inPtr + carry + from);
     if (this.need > len) {
       // Still inside a frame whose word passed: nothing to scan yet.
       this.carry = len;
       return batch;
     }
-    return this.scan(len, carry);
+    return this.scan(len, carry, from);
   }
 
   readBuffer(): Uint8Array {
+    const large = this.large;
+    if (large !== null) {
+      // The socket writes the rest of the large frame straight into its own buffer.
+      return new Uint8Array(large.buffer, large.byteOffset + this.largeLen, this.need - this.largeLen);
+    }
     if (this.head !== 0) this.compact();
     const want = this.carry + READ_BYTES;
     if (want > this.cap) this.growInput(want);
@@ -223,11 +248,14 @@ class WasmDecoder implements InPlaceDecoder {
   }
 
   commit(n: number): FrameBatch {
-    const batch = this.batch;
-    batch.count = 0;
-    batch.buffers[1] = EMPTY;
-    batch.error = this.dead;
+    const batch = this.begin(EMPTY, true);
     if (this.dead !== null || n <= 0) return batch;
+    if (this.large !== null) {
+      if (n > this.need - this.largeLen) throw new InvalidArgumentError(`commit(${n}) does not match the last readBuffer()`);
+      this.largeLen += n;
+      if (this.largeLen === this.need) this.finishLarge();
+      return batch;
+    }
     if (this.head !== 0 || n > this.cap - this.carry) {
       throw new InvalidArgumentError(`commit(${n}) does not match the last readBuffer()`);
     }
@@ -236,27 +264,51 @@ class WasmDecoder implements InPlaceDecoder {
       this.carry = len;
       return batch;
     }
-    return this.scan(len, SPLIT_NONE);
+    return this.scan(len, SPLIT_NONE, 0);
   }
 
   end(): ProtocolError | null {
     if (this.dead !== null) return this.dead;
-    if (this.carry > 0) {
-      this.dead = codecError(E_TRUNCATED, this.offset, `stream ended inside a frame (${this.carry} bytes)`);
+    const pending = this.pending;
+    if (pending > 0) {
+      this.dead = codecError(E_TRUNCATED, this.offset, `stream ended inside a frame (${pending} bytes)`);
       return this.dead;
     }
     return null;
   }
 
-  /** Scan [0, len) of the region; frames at offset >= split lie in the JS chunk. */
-  private scan(len: number, split: number): FrameBatch {
+  private begin(chunk: Uint8Array, retainable: boolean): FrameBatch {
+    const batch = this.batch;
+    batch.count = 0;
+    batch.buffers[1] = chunk;
+    batch.retainable[1] = retainable;
+    batch.error = this.dead;
+    if (batch.buffers[0] !== this.region) {
+      batch.buffers[0] = this.region;
+      batch.retainable[0] = false;
+    }
+    return batch;
+  }
+
+  private fail(code: number, offset: number): void {
+    this.dead = codecError(code, offset);
+    this.batch.error = this.dead;
+    this.head = this.carry = this.need = this.largeLen = 0;
+    this.large = null;
+  }
+
+  /**
+   * Scan region [start, len); frames at offset >= split lie in the JS chunk at the same
+   * offsets minus split. Rows are appended after the batch's current rows.
+   */
+  private scan(len: number, split: number, start: number): FrameBatch {
     const batch = this.batch;
     const ex = this.ex;
     // The carried frame's word was checked when it arrived: do not check it again.
     const wordFrom = this.carry >= 4 ? 1 : 0;
     const max = this.limit();
-    let count = 0;
-    let start = 0;
+    const first = start;
+    let count = batch.count;
     let err: number;
     for (;;) {
       count += ex.scan(this.inPtr, len, start, split, wordFrom, max,
@@ -269,16 +321,53 @@ class WasmDecoder implements InPlaceDecoder {
     batch.count = count;
     const consumed = this.res[R_CONSUMED]!;
     if (err !== 0) {
-      this.dead = codecError(err, this.offset + consumed);
-      batch.error = this.dead;
-      this.head = this.carry = this.need = 0;
+      this.fail(err, this.offset + consumed - first);
       return batch;
     }
-    this.offset += consumed;
+    this.offset += consumed - first;
     this.head = consumed;
     this.carry = len - consumed;
     this.need = this.res[R_NEED]!;
+    if (this.need > this.largeFrameBytes) this.startLarge();
     return batch;
+  }
+
+  /**
+   * The partial frame is large: move it out of linear memory into a Buffer of its exact size
+   * (its length already passed the limit check) and collect the rest there. Its payload then
+   * never goes through linear memory, and the memory does not grow to the largest frame seen.
+   */
+  private startLarge(): void {
+    const large = Buffer.allocUnsafe(this.need);
+    const from = this.inPtr + this.head;
+    large.set(this.u8.subarray(from, from + this.carry));
+    this.large = large;
+    this.largeLen = this.carry;
+    this.head = this.carry = 0;
+  }
+
+  /** The large frame is complete: validate it and add its row (buffer 0 = its own Buffer). */
+  private finishLarge(): void {
+    const large = this.large!;
+    const total = this.need;
+    this.large = null;
+    this.largeLen = this.need = 0;
+    // The word was checked when it arrived; do not check it again against today's limit.
+    const check = (this.largeCheck ??= tsCodec.createDecoder(MAX_FRAME_BYTES_LIMIT));
+    const got = check.push(large);
+    if (got.error !== null) {
+      this.fail(CODEC_ERROR_NAMES.indexOf(got.error.reason), this.offset);
+      return;
+    }
+    this.offset += total;
+    if (got.count === 0) return; // EXTENSION
+    const batch = this.batch;
+    const t = batch.table;
+    t.set(got.table.subarray(0, STRIDE), 0);
+    t[COL_HEAD] = t[COL_HEAD]! & ~(1 << 8);
+    batch.count = 1;
+    batch.buffers[0] = large;
+    batch.retainable[0] = true;
   }
 
   /** maxFrameBytes as the u32 the scanner compares with, same outcome as codec-ts.ts. */
@@ -298,27 +387,33 @@ class WasmDecoder implements InPlaceDecoder {
   }
 
   private growInput(min: number): void {
-    this.cap = align16(Math.max(min, this.cap * 2));
-    this.layout();
+    this.layout(align16(Math.max(min, this.cap * 2)), this.rowCap);
   }
 
   private growTable(): void {
-    this.rowCap *= 2;
-    this.layout();
+    this.layout(this.cap, this.rowCap * 2);
   }
 
-  /** Grow memory to fit the current layout and rebuild every view. */
-  private layout(): void {
-    this.tablePtr = this.inPtr + this.cap;
-    const bytes = this.tablePtr + this.rowCap * ROW_BYTES;
+  /**
+   * Grow memory to fit an input region of `cap` bytes and a table of `rowCap` rows, then
+   * rebuild every view. The new sizes are kept only once the memory has them (grow throws
+   * a RangeError when it cannot: the push then throws with the decoder unchanged).
+   */
+  private layout(cap = this.cap, rowCap = this.rowCap): void {
+    const tablePtr = this.inPtr + cap;
+    const bytes = tablePtr + rowCap * ROW_BYTES;
     const have = this.mem.buffer.byteLength;
     if (bytes > have) this.mem.grow(Math.ceil((bytes - have) / PAGE));
+    this.cap = cap;
+    this.rowCap = rowCap;
+    this.tablePtr = tablePtr;
     const ab = this.mem.buffer as ArrayBuffer;
     this.ab = ab;
     this.u8 = new Uint8Array(ab);
     this.res = new Int32Array(ab, this.resPtr, RES_BYTES / 4);
     this.batch.table = new Int32Array(ab, this.tablePtr, this.rowCap * STRIDE);
-    this.batch.buffers[0] = new Uint8Array(ab, this.inPtr, this.cap);
+    this.region = new Uint8Array(ab, this.inPtr, this.cap);
+    if (this.batch.retainable[0] === false) this.batch.buffers[0] = this.region;
     this.readView = EMPTY;
   }
 }
@@ -329,6 +424,7 @@ class WasmDecoder implements InPlaceDecoder {
  * cannot be instantiated.
  */
 export class TsInPlaceDecoder implements InPlaceDecoder {
+  readonly kind = 'ts';
   private readonly inner: Decoder;
   private readonly buf = Buffer.allocUnsafeSlow(READ_BYTES);
 
@@ -374,13 +470,27 @@ export interface WasmCodec extends InPlaceCodec {
   wasmModule(): WasmModule;
 }
 
+export interface WasmCodecOptions {
+  /** Module bytes (tests use the debug build). Defaults to the embedded release module. */
+  bytes?: () => Uint8Array;
+  /**
+   * A partial frame larger than this is collected in a Buffer of its own instead of linear
+   * memory: the socket (or push) copies its payload once, straight to where it stays, and
+   * the memory never grows to the largest frame seen. Its header is then validated by the
+   * reference scanner. Defaults to LARGE_FRAME_BYTES (4096); Infinity keeps every frame in
+   * linear memory, growing it up to maxFrameBytes.
+   */
+  largeFrameBytes?: number;
+}
+
 /**
- * A Wasm codec over the given module bytes (tests use the debug build). createDecoder
- * compiles on first use; it throws only when the module cannot be compiled at all, and
- * falls back to a TS decoder when one more instance cannot be created.
+ * A Wasm codec. createDecoder compiles the module on first use and throws only when it
+ * cannot be compiled at all; when one more instance cannot be created it returns a TS
+ * decoder (same interface, `kind` 'ts').
  */
-export function createWasmCodec(bytes?: () => Uint8Array): WasmCodec {
-  const wasmModule = bytes === undefined ? releaseModule : lazyModule(bytes);
+export function createWasmCodec(opts: WasmCodecOptions = {}): WasmCodec {
+  const wasmModule = opts.bytes === undefined ? releaseModule : lazyModule(opts.bytes);
+  const large = opts.largeFrameBytes ?? LARGE_FRAME_BYTES;
   return {
     kind: 'wasm',
     wasmModule,
@@ -392,7 +502,7 @@ export function createWasmCodec(bytes?: () => Uint8Array): WasmCodec {
       } catch {
         return new TsInPlaceDecoder(tsCodec.createDecoder(maxFrameBytes));
       }
-      return new WasmDecoder(ex, maxFrameBytes);
+      return new WasmDecoder(ex, maxFrameBytes, large);
     },
   };
 }

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { STRIDE } from '../bindings/constants.js';
 import type { Codec, Decoder, FrameBatch } from '../bindings/codec.js';
 import { tsCodec } from '../bindings/codec-ts.js';
-import { type InPlaceDecoder, inPlaceCodec, wasmCodec } from '../bindings/codec-wasm.js';
+import { type InPlaceDecoder, createWasmCodec, inPlaceCodec, wasmCodec } from '../bindings/codec-wasm.js';
 import { arbFrame, arbSizes } from './helpers/arbitraries.js';
 import { chunk, encodeFrames, rowToFrame, type VFrame } from './helpers/frames.js';
 
@@ -53,14 +53,27 @@ function pushAll(codec: Codec, chunks: Uint8Array[], max: number | number[], atE
   return steps;
 }
 
-/** The same through readBuffer/commit: the "socket" writes each chunk into the read buffer. */
+/**
+ * The same through readBuffer/commit: the "socket" writes each chunk into the read buffer,
+ * in several reads when the buffer offered is smaller (the rest of a large frame). The
+ * reads of one chunk are recorded as one step.
+ */
 function commitAll(dec: InPlaceDecoder, chunks: Uint8Array[], atEnd: boolean): Step[] {
   const steps: Step[] = [];
   for (const c of chunks) {
-    const rb = dec.readBuffer();
-    expect(rb.length).toBeGreaterThanOrEqual(c.length);
-    rb.set(c);
-    steps.push(record(dec.commit(c.length), dec.pending, false));
+    const step: Step = { rows: [], frames: [], error: null, pending: 0 };
+    for (let pos = 0; pos < c.length && step.error === null;) {
+      const rb = dec.readBuffer();
+      expect(rb.length).toBeGreaterThan(0);
+      const n = Math.min(rb.length, c.length - pos);
+      rb.set(c.subarray(pos, pos + n));
+      pos += n;
+      const s = record(dec.commit(n), 0, false);
+      step.frames.push(...s.frames);
+      step.error = s.error;
+    }
+    step.pending = dec.pending;
+    steps.push(step);
   }
   if (atEnd) {
     const e = dec.end();
@@ -111,12 +124,23 @@ const arbStream = fc.oneof(
 
 const arbMax = fc.constantFrom(5, 6, 40, 300, 1024, 65536, 1 << 20);
 
+/**
+ * The default Wasm codec, and two that move the "large frame" threshold (partial frames
+ * collected outside linear memory) to the extremes: almost every straddling frame, none.
+ */
+const variants = fc.constantFrom(
+  wasmCodec,
+  createWasmCodec({ largeFrameBytes: 8 }),
+  createWasmCodec({ largeFrameBytes: 40 }),
+  createWasmCodec({ largeFrameBytes: Infinity }),
+);
+
 describe('wasm codec vs TS codec', () => {
   it('same rows, frames, errors and carry after every push', () => {
     fc.assert(
-      fc.property(arbStream, arbSizes, arbMax, fc.boolean(), (bytes, sizes, max, atEnd) => {
+      fc.property(variants, arbStream, arbSizes, arbMax, fc.boolean(), (wasm, bytes, sizes, max, atEnd) => {
         const chunks = chunk(bytes, sizes);
-        expect(pushAll(wasmCodec, chunks, max, atEnd)).toEqual(pushAll(tsCodec, chunks, max, atEnd));
+        expect(pushAll(wasm, chunks, max, atEnd)).toEqual(pushAll(tsCodec, chunks, max, atEnd));
       }),
       { numRuns: NUM_RUNS * 3 },
     );
@@ -124,9 +148,9 @@ describe('wasm codec vs TS codec', () => {
 
   it('same results when maxFrameBytes changes between pushes', () => {
     fc.assert(
-      fc.property(arbStream, arbSizes, fc.array(arbMax, { minLength: 1, maxLength: 5 }), (bytes, sizes, maxes) => {
+      fc.property(variants, arbStream, arbSizes, fc.array(arbMax, { minLength: 1, maxLength: 5 }), (wasm, bytes, sizes, maxes) => {
         const chunks = chunk(bytes, sizes);
-        expect(pushAll(wasmCodec, chunks, maxes, true)).toEqual(pushAll(tsCodec, chunks, maxes, true));
+        expect(pushAll(wasm, chunks, maxes, true)).toEqual(pushAll(tsCodec, chunks, maxes, true));
       }),
       { numRuns: NUM_RUNS },
     );
@@ -135,10 +159,10 @@ describe('wasm codec vs TS codec', () => {
   it('the in-place path (readBuffer/commit) gives what push gives, for both codecs', () => {
     const tsInPlace = inPlaceCodec(tsCodec);
     fc.assert(
-      fc.property(arbStream, arbSizes, arbMax, (bytes, sizes, max) => {
+      fc.property(variants, arbStream, arbSizes, arbMax, (wasm, bytes, sizes, max) => {
         const chunks = chunk(bytes, sizes);
         const want = withoutRows(pushAll(tsCodec, chunks, max, true));
-        expect(commitAll(wasmCodec.createDecoder(max), chunks, true)).toEqual(want);
+        expect(commitAll(wasm.createDecoder(max), chunks, true)).toEqual(want);
         expect(commitAll(tsInPlace.createDecoder(max), chunks, true)).toEqual(want);
       }),
       { numRuns: NUM_RUNS },
@@ -147,20 +171,26 @@ describe('wasm codec vs TS codec', () => {
 
   it('mixing push and in-place reads on one decoder', () => {
     fc.assert(
-      fc.property(fc.array(arbFrame, { minLength: 1, maxLength: 8 }), arbSizes, fc.array(fc.boolean(), { minLength: 1 }), (frames, sizes, how) => {
+      fc.property(variants, fc.array(arbFrame, { minLength: 1, maxLength: 8 }), arbSizes, fc.array(fc.boolean(), { minLength: 1 }), (wasm, frames, sizes, how) => {
         const chunks = chunk(encodeFrames(frames), sizes);
-        const dec = wasmCodec.createDecoder(1 << 20);
+        const dec = wasm.createDecoder(1 << 20);
         const got: Array<VFrame | string> = [];
         chunks.forEach((c, k) => {
-          let batch: FrameBatch;
           if (how[k % how.length]) {
-            dec.readBuffer().set(c);
-            batch = dec.commit(c.length);
+            for (let pos = 0; pos < c.length;) {
+              const rb = dec.readBuffer();
+              const n = Math.min(rb.length, c.length - pos);
+              rb.set(c.subarray(pos, pos + n));
+              pos += n;
+              const batch = dec.commit(n);
+              expect(batch.error).toBeNull();
+              got.push(...record(batch, 0, false).frames);
+            }
           } else {
-            batch = dec.push(c);
+            const batch = dec.push(c);
+            expect(batch.error).toBeNull();
+            got.push(...record(batch, 0, false).frames);
           }
-          expect(batch.error).toBeNull();
-          got.push(...record(batch, 0, false).frames);
         });
         expect(dec.end()).toBeNull();
         expect(got).toEqual(frames);

@@ -56,7 +56,7 @@ describe('release module', () => {
 });
 
 describe('debug module (asserts on)', () => {
-  const debugCodec = createWasmCodec(() => readFileSync(join(ROOT, 'build/pipit.debug.wasm')));
+  const debugCodec = createWasmCodec({ bytes: () => readFileSync(join(ROOT, 'build/pipit.debug.wasm')) });
   const cases = readdirSync(join(ROOT, 'test/vectors'))
     .filter((f) => f.endsWith('.json'))
     .flatMap((f) => (JSON.parse(readFileSync(join(ROOT, 'test/vectors', f), 'utf8')) as {
@@ -88,7 +88,10 @@ describe('debug module (asserts on)', () => {
   });
 });
 
-describe('memory growth', () => {
+describe('memory growth (large frames kept in linear memory)', () => {
+  // largeFrameBytes: Infinity keeps every partial frame in the input region, which then
+  // grows up to maxFrameBytes; the default codec moves large frames out (next describe).
+  const grower = createWasmCodec({ largeFrameBytes: Infinity });
   const big = Buffer.alloc(300_000);
   for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
   const frames: VFrame[] = [
@@ -98,7 +101,7 @@ describe('memory growth', () => {
   const bytes = encodeFrames(frames);
 
   it('a frame bigger than the initial region, in 64 KiB chunks: no stale views', () => {
-    const dec = wasmCodec.createDecoder(1 << 20);
+    const dec = grower.createDecoder(1 << 20);
     const first = dec.push(encodeFrames([{ type: 'PONG', flags: [], id: 1 }]));
     const before = first.buffers[0]!.buffer;
     const sizeBefore = before.byteLength;
@@ -122,11 +125,11 @@ describe('memory growth', () => {
   });
 
   it('the same frame as one chunk (region grows to the chunk)', () => {
-    expect(decodeChunks(wasmCodec, [bytes], 1 << 20)).toEqual({ frames, error: null });
+    expect(decodeChunks(grower, [bytes], 1 << 20)).toEqual({ frames, error: null });
   });
 
   it('the same frame through readBuffer/commit', () => {
-    const dec = wasmCodec.createDecoder(1 << 20);
+    const dec = grower.createDecoder(1 << 20);
     const got: VFrame[] = [];
     let pos = 0;
     let reads = 0;
@@ -169,6 +172,70 @@ describe('memory growth', () => {
     expect(batch.error).toBeNull();
     expect(dec.pending).toBe(5);
     expect(batch.buffers[0]!.buffer.byteLength).toBeLessThan(1 << 20);
+  });
+});
+
+describe('large frames (collected outside linear memory)', () => {
+  const big = Buffer.alloc(200_000, 0x5c);
+  const bytes = encodeFrames([
+    { type: 'PING', flags: [], id: 1 },
+    { type: 'RESPONSE', flags: ['END'], id: 2, payload: big.toString('hex') },
+    { type: 'PONG', flags: [], id: 3 },
+  ]);
+
+  it('push: memory does not grow, the payload is one retainable Buffer', () => {
+    const dec = wasmCodec.createDecoder(1 << 20);
+    const mem = dec.push(Uint8Array.of(1, 0, 0, 7, 9)).buffers[0]!.buffer;
+    const size = mem.byteLength;
+    const types: number[] = [];
+    let body: Buffer | null = null;
+    for (const c of chunk(bytes, [65536])) {
+      const batch = dec.push(c);
+      expect(batch.error).toBeNull();
+      for (let i = 0; i < batch.count; i++) {
+        types.push(batch.type(i));
+        if (batch.type(i) === 2) {
+          expect(batch.retainable[0]).toBe(true);
+          body = batch.body(i);
+          // A view of the frame's own buffer, not a copy.
+          expect(body.buffer).toBe(batch.buffers[0]!.buffer);
+        }
+      }
+      expect(dec.pending).toBeLessThan(200_010);
+    }
+    expect(types).toEqual([7, 2, 8]);
+    expect(body!.equals(big)).toBe(true);
+    expect(mem.byteLength).toBe(size);
+  });
+
+  it('in place: the socket writes the rest of the frame straight into its buffer', () => {
+    const dec = wasmCodec.createDecoder(1 << 20);
+    const types: number[] = [];
+    let body: Buffer | null = null;
+    let direct = 0;
+    for (let pos = 0; pos < bytes.length;) {
+      const rb = dec.readBuffer();
+      if (rb.length < READ_BYTES) direct++;
+      const n = Math.min(rb.length, bytes.length - pos, 65536);
+      rb.set(bytes.subarray(pos, pos + n));
+      pos += n;
+      const batch = dec.commit(n);
+      expect(batch.error).toBeNull();
+      for (let i = 0; i < batch.count; i++) {
+        types.push(batch.type(i));
+        if (batch.type(i) === 2) body = batch.body(i);
+      }
+    }
+    expect(direct).toBeGreaterThan(0);
+    expect(types).toEqual([7, 2, 8]);
+    expect(body!.equals(big)).toBe(true);
+  });
+
+  it('end of stream inside a large frame is E_TRUNCATED at its first byte', () => {
+    const dec = wasmCodec.createDecoder(1 << 20);
+    expect(dec.push(bytes.subarray(0, 100_000)).count).toBe(1);
+    expect(dec.pending).toBe(100_000 - 5);
+    expect(dec.end()).toMatchObject({ reason: 'E_TRUNCATED', offset: 5 });
   });
 });
 
@@ -239,7 +306,7 @@ describe('fallback', () => {
       1, 4, 1, 0x60, 0, 0, // type section: () -> ()
       2, 7, 1, 1, 0x78, 1, 0x79, 0, 0, // import section: x.y, func type 0
     );
-    const codec = createWasmCodec(() => needsImport);
+    const codec = createWasmCodec({ bytes: () => needsImport });
     const dec = codec.createDecoder(65536);
     expect(dec).toBeInstanceOf(TsInPlaceDecoder);
     const rb = dec.readBuffer();
@@ -250,7 +317,7 @@ describe('fallback', () => {
   });
 
   it('a module that does not compile throws from createDecoder (selectCodec then uses TS)', () => {
-    const codec = createWasmCodec(() => Uint8Array.of(1, 2, 3));
+    const codec = createWasmCodec({ bytes: () => Uint8Array.of(1, 2, 3) });
     expect(() => codec.createDecoder(65536)).toThrow();
     expect(() => codec.wasmModule()).toThrow();
   });
