@@ -102,16 +102,25 @@ function onePerChunk(): { list: Buffer[]; frames: number } {
 
 let sink = 0;
 
-/** Read every row back (what a session does first) and return a checksum. */
-function consume(batch: FrameBatch): number {
+/**
+ * Read every row back (what a session does first) and return a checksum. With `bodies`, also
+ * take each payload as a Buffer the caller may keep (`body()`: a view of a retainable chunk,
+ * else a copy), as a session does for a message.
+ */
+function consume(batch: FrameBatch, bodies: boolean): number {
   if (batch.error !== null) throw batch.error;
   const t = batch.table;
   let s = 0;
   for (let i = 0, r = 0; i < batch.count; i++, r += STRIDE) {
     s += (t[r + COL_HEAD]! & 0xf) + t[r + COL_ID]! + t[r + COL_BODY_LEN]!;
+    if (bodies) {
+      kept = batch.body(i);
+      s += kept[kept.length >> 1]!;
+    }
   }
   return s;
 }
+let kept: Buffer = Buffer.alloc(0);
 
 interface Case {
   name: string;
@@ -121,7 +130,7 @@ interface Case {
   wasm: () => void;
 }
 
-function pushCase(name: string, list: Uint8Array[], frames: number): Case {
+function pushCase(name: string, list: Uint8Array[], frames: number, bodies = false): Case {
   const run = (dec: Decoder): (() => void) => {
     let expect = -1;
     return () => {
@@ -130,7 +139,7 @@ function pushCase(name: string, list: Uint8Array[], frames: number): Case {
       for (const c of list) {
         const b = dec.push(c);
         n += b.count;
-        s += consume(b);
+        s += consume(b, bodies);
       }
       if (n !== frames || dec.pending !== 0) throw new Error(`${name}: ${n} frames, expected ${frames}`);
       if (expect === -1) expect = s;
@@ -142,16 +151,21 @@ function pushCase(name: string, list: Uint8Array[], frames: number): Case {
 }
 
 /** The socket writes each chunk into readBuffer() (one copy, as the kernel would). */
-function inPlaceCase(name: string, list: Uint8Array[], frames: number): Case {
+function inPlaceCase(name: string, list: Uint8Array[], frames: number, bodies = false): Case {
   const run = (dec: InPlaceDecoder): (() => void) => () => {
     let n = 0;
     let s = 0;
     for (const c of list) {
-      const rb = dec.readBuffer();
-      rb.set(c);
-      const b = dec.commit(c.length);
-      n += b.count;
-      s += consume(b);
+      // A read fills at most the buffer offered (the rest of a large frame may be less).
+      for (let pos = 0; pos < c.length;) {
+        const rb = dec.readBuffer();
+        const k = Math.min(rb.length, c.length - pos);
+        rb.set(k === c.length ? c : c.subarray(pos, pos + k));
+        pos += k;
+        const b = dec.commit(k);
+        n += b.count;
+        s += consume(b, bodies);
+      }
     }
     if (n !== frames || dec.pending !== 0) throw new Error(`${name}: ${n} frames, expected ${frames}`);
     sink += s;
@@ -221,6 +235,20 @@ function encodeCase(): Case {
 }
 const EMPTY_PAYLOAD = Buffer.alloc(0);
 
+/** Per-connection cost: a new decoder and its first (one-frame) push. */
+function newDecoderCase(): Case {
+  const ping = Buffer.from([1, 0, 0, 7, 1]);
+  const run = (create: () => Decoder) => (): void => {
+    if (create().push(ping).count !== 1) throw new Error('new decoder: no frame');
+  };
+  return {
+    name: 'new decoder + first push (per connection)',
+    frames: 1,
+    ts: run(() => tsCodec.createDecoder(65536)),
+    wasm: run(() => wasmCodec.createDecoder(65536)),
+  };
+}
+
 function baselineCase(): Case {
   const N = 1000;
   const enc = new WasmHeaderEncoder();
@@ -279,17 +307,21 @@ async function main(): Promise<void> {
   const small = uniform(32);
   const kib = uniform(1024);
   const mix = mixed();
+  const large = uniform(64 * 1024 + 5);
   const one = onePerChunk();
   const cases: Case[] = [
     pushCase('push: 64 KiB chunks of 32 B frames', chunks(small.bytes, CHUNK), small.frames),
     pushCase('push: 64 KiB chunks of 1 KiB frames', chunks(kib.bytes, CHUNK), kib.frames),
     pushCase('push: 64 KiB chunks, mixed 0-4 KiB frames', chunks(mix.bytes, CHUNK), mix.frames),
     pushCase('push: one 46 B frame per chunk', one.list, one.frames),
+    pushCase('push: 64 KiB chunks of 64 KiB frames, body() kept', chunks(large.bytes, CHUNK), large.frames, true),
     inPlaceCase('in place: 64 KiB reads of 32 B frames', chunks(small.bytes, CHUNK), small.frames),
     inPlaceCase('in place: 64 KiB reads of 1 KiB frames', chunks(kib.bytes, CHUNK), kib.frames),
     inPlaceCase('in place: 64 KiB reads, mixed frames', chunks(mix.bytes, CHUNK), mix.frames),
     inPlaceCase('in place: one 46 B frame per read', one.list, one.frames),
+    inPlaceCase('in place: 64 KiB reads of 64 KiB frames, body() kept', chunks(large.bytes, CHUNK), large.frames, true),
     encodeCase(),
+    newDecoderCase(),
     baselineCase(),
   ];
   const only = process.env.BENCH_FILTER;
