@@ -3,7 +3,8 @@
  * socket, server and client in separate processes, fresh processes for every cell, the raw
  * baseline interleaved with pipit in every repetition so that ratios survive a noisy machine.
  *
- *   node dist/bench/socket.bench.js [--quick] [--reps N] [--write] [--only raw,ts,wasm]
+ *   node dist/bench/socket.bench.js [--quick] [--reps N] [--write] [--only raw,ts,wasm] [--cells W1,W4]
+ *   PIPIT_BENCH_PROF=dir writes a --cpu-prof profile of every process into dir.
  *
  * Workloads (PROTOCOL.md §16 for the wire sizes):
  *   W1 latency: sequential unary calls, 32-byte payload, 1 in flight: p50, p99 (µs)
@@ -441,7 +442,8 @@ async function orchestrate(argv: string[]): Promise<void> {
   const reps = repsArg >= 0 ? Number(argv[repsArg + 1]) : quick ? 1 : 5;
   const onlyArg = argv.indexOf('--only');
   const impls: Impl[] = onlyArg >= 0 ? (argv[onlyArg + 1]!.split(',') as Impl[]) : ['raw', 'ts', 'wasm'];
-  const cells: Cell[] = ['W1', 'W2', 'W3', 'W4'];
+  const cellsArg = argv.indexOf('--cells');
+  const cells: Cell[] = cellsArg >= 0 ? (argv[cellsArg + 1]!.split(',') as Cell[]) : ['W1', 'W2', 'W3', 'W4'];
   const dir = mkdtempSync(join(tmpdir(), 'pipit-bench-'));
   const results: CellResult[] = [];
   const t0 = Date.now();
