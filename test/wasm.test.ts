@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import * as constants from '../bindings/constants.js';
 import { F_EXT, T_REQUEST, TYPE_NAMES } from '../bindings/constants.js';
 import { varintSize } from '../bindings/codec.js';
 import {
@@ -52,6 +53,23 @@ describe('release module', () => {
     expect(wasmCodec.wasmModule()).toBeTruthy();
     const got = decodeChunks(wasmCodec, [encodeFrames([{ type: 'PING', flags: [], id: 42 }])]);
     expect(got).toEqual({ frames: [{ type: 'PING', flags: [], id: 42 }], error: null });
+  });
+});
+
+describe('assembly constants', () => {
+  it('layout.ts and errors.ts mirror bindings/constants.ts', () => {
+    const table = constants as unknown as Record<string, unknown>;
+    let shared = 0;
+    for (const file of ['assembly/layout.ts', 'assembly/errors.ts']) {
+      const src = readFileSync(join(ROOT, file), 'utf8');
+      for (const [, name, value] of src.matchAll(/^export const (\w+): \w+ = (0x[0-9a-f]+|\d+);/gim)) {
+        if (name! in table) {
+          expect(Number(value), `${file} ${name}`).toBe(table[name!]);
+          shared++;
+        }
+      }
+    }
+    expect(shared).toBeGreaterThanOrEqual(40);
   });
 });
 
