@@ -16,7 +16,9 @@ export const FIXTURES = join(import.meta.dirname, 'fixtures');
 export type Msg = Record<string, any>;
 
 const dirs: string[] = [];
+/** Children still running, and every child started by the current test. */
 const children = new Set<Child>();
+const started: Child[] = [];
 
 /** A fresh, short temp directory (Unix socket paths are limited to 107 bytes). */
 export function tempDir(): string {
@@ -33,14 +35,15 @@ export function socketPath(name = 's.sock'): string {
 /** A child process with an inbox of the messages it sent over IPC. */
 export class Child {
   readonly proc: ChildProcess;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly exited: Promise<ExitInfo>;
   private readonly inbox: Msg[] = [];
   private readonly waiters: Array<{ match: (m: Msg) => boolean; resolve: (m: Msg) => void; reject: (e: Error) => void; what: string }> = [];
-  private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  private exitInfo: ExitInfo | null = null;
 
   constructor(proc: ChildProcess) {
     this.proc = proc;
     children.add(this);
+    started.push(this);
     proc.on('message', (m: Msg) => {
       const k = this.waiters.findIndex((w) => w.match(m));
       if (k >= 0) this.waiters.splice(k, 1)[0]!.resolve(m);
@@ -68,6 +71,11 @@ export class Child {
   /** Spawn fixtures/<script> with piped stdin/stdout (no IPC). */
   static spawnPiped(script: string, args: string[] = []): Child {
     return new Child(spawn(process.execPath, [join(FIXTURES, script), ...args], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  }
+
+  /** How the child ended, or null while it runs. */
+  get exitStatus(): ExitInfo | null {
+    return this.exitInfo;
   }
 
   get pid(): number {
@@ -147,10 +155,25 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]);
 }
 
+/** How the child ended, once it has. */
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
 afterEach(async () => {
+  // A child that exited on its own with a failure code crashed (an uncaught exception or an
+  // unhandled rejection in the fixture): that fails the test, even if the test did not wait.
+  const crashed = started
+    .splice(0)
+    .map((c) => ({ pid: c.pid, info: c.exitStatus }))
+    .filter(({ info }) => info !== null && info.signal === null && info.code !== 0);
   for (const c of [...children]) {
     c.kill('SIGKILL');
     await c.exited;
   }
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  if (crashed.length > 0) {
+    throw new Error(`child process(es) failed: ${crashed.map(({ pid, info }) => `pid ${pid} exited with code ${info!.code}`).join(', ')}`);
+  }
 });
