@@ -1,9 +1,9 @@
 /**
  * listen / connect over Unix sockets.
  *
- * Socket file rules: the socket is created under a temporary name in the target directory,
- * given `mode` (default 0o600) and then renamed onto the path, so no one can connect during
- * a window with looser permissions. A stale socket left by a dead process is replaced; a
+ * Socket file rules: the socket is created owner-only (umask 077 around bind) under a
+ * temporary name in the target directory, given `mode` (default 0o600) and then renamed onto
+ * the path, so no one can connect during a window with looser permissions. A stale socket left by a dead process is replaced; a
  * live one (something answers a connect) makes `listen` fail; a path holding anything that
  * is not a socket is never touched. `server.close()` removes the socket file, if it is still
  * ours.
@@ -112,7 +112,21 @@ export async function listen(path: string, options: ListenOptions = {}): Promise
   const srv = net.createServer();
   await new Promise<void>((resolve, reject) => {
     srv.once('error', (err: NodeJS.ErrnoException) => reject(listenError(path, err)));
-    srv.listen(tmp, () => resolve());
+    // bind(2) runs synchronously inside listen(): an owner-only umask around that call makes
+    // the socket 0600 from birth, whatever the process umask is (0 or 002 would otherwise
+    // leave it connectable by others until the chmod). Workers cannot set the umask; there
+    // the process umask applies until the chmod below.
+    let saved: number | null = null;
+    try {
+      saved = process.umask(0o077);
+    } catch {
+      saved = null;
+    }
+    try {
+      srv.listen(tmp, () => resolve());
+    } finally {
+      if (saved !== null) process.umask(saved);
+    }
   });
   try {
     chmodSync(tmp, mode);
