@@ -1,0 +1,205 @@
+/**
+ * A misbehaving peer cannot grow the other's memory without bound. This process plays the
+ * peer with a raw socket writing hand-encoded frames; the pipit server runs in a second
+ * process (fixtures/proc.mjs, --expose-gc) that reports its memory, call table and peak
+ * write buffer. Each limit is pushed far past its value:
+ *  - calls in flight (maxInflight), flooded again and again;
+ *  - one request's reassembly (maxMessageBytes) and all requests' together (maxReassemblyBytes);
+ *  - output queued for a peer that never reads (maxWriteBufferBytes: the server stops reading);
+ *  - stream items for a consumer that never reads (the credit window).
+ */
+import { describe, expect, it } from 'vitest';
+import { connect } from '../../bindings/index.js';
+import type { VFrame } from '../helpers/frames.js';
+import { Child, RawPeer, hex, socketPath, type Msg } from './fixtures/kit.js';
+
+const MiB = 1024 * 1024;
+
+async function serverProcess(options: Record<string, unknown>): Promise<{ child: Child; path: string }> {
+  const path = socketPath();
+  const child = new Child('proc.mjs', ['listen', path, JSON.stringify(options)], ['--expose-gc']);
+  await child.next('listening');
+  return { child, path };
+}
+
+const stats = (child: Child, gc = true): Promise<Msg> => child.ask({ cmd: 'stats', gc }, 'stats');
+const mib = (n: number): string => `${(n / MiB).toFixed(1)} MiB`;
+
+/** A PING round trip: everything the server wrote before answering it has arrived. */
+async function roundTrip(raw: RawPeer, id: number): Promise<void> {
+  raw.write([{ type: 'PING', flags: [], id }]);
+  await raw.frame((f) => f.type === 'PONG' && f.id === id, 'PONG');
+}
+
+const request = (id: number, method: string, payload = '', flags: string[] = []): VFrame => ({ type: 'REQUEST', flags, id, service: 'svc', method, payload });
+
+describe('calls in flight', () => {
+  it('beyond maxInflight are refused RESOURCE_EXHAUSTED at once and never run; repeated floods hold no more', async () => {
+    const { child, path } = await serverProcess({ maxInflight: 64 });
+    const raw = await RawPeer.connect(path);
+    await child.next('connection');
+    const base = await stats(child);
+    let peak = 0;
+    for (let round = 0; round < 5; round++) {
+      raw.frames.length = 0;
+      raw.write(Array.from({ length: 64 + 2000 }, (_, id) => request(id, 'hang')));
+      const refused = await raw.count((f) => f.type === 'STATUS', 2000, 'refusals');
+      expect(refused.every((f) => f.code === 7 && f.id >= 64)).toBe(true);
+      const s = await stats(child, false);
+      peak = Math.max(peak, s.incoming);
+      expect(s.incoming).toBe(64);
+      expect(s.counts.hang).toBe(64 * (round + 1));
+      raw.write(Array.from({ length: 64 }, (_, id): VFrame => ({ type: 'CANCEL', flags: [], id })));
+      const cancelled = await raw.count((f) => f.type === 'STATUS' && f.code === 1, 64, 'CANCELLED');
+      expect(cancelled.map((f) => f.id).sort((a, b) => a - b)).toEqual(Array.from({ length: 64 }, (_, i) => i));
+    }
+    const end = await stats(child);
+    expect(end.incoming).toBe(0);
+    expect(end.counts.hang).toBe(320);
+    expect(end.heapUsed - base.heapUsed).toBeLessThan(8 * MiB);
+    console.log(`maxInflight 64: 5 floods of 2,064 requests, peak table ${peak}, heap ${mib(base.heapUsed)} -> ${mib(end.heapUsed)}`);
+  });
+});
+
+describe('reassembly', () => {
+  it('a request growing past maxMessageBytes is refused and its later fragments are dropped, not buffered', async () => {
+    const { child, path } = await serverProcess({ maxMessageBytes: 1 * MiB });
+    const raw = await RawPeer.connect(path);
+    await child.next('connection');
+    const base = await stats(child);
+    const frag = hex(Buffer.alloc(60_000, 0x41));
+    // 8 MiB announced as one message, never finished.
+    raw.write([request(0, 'echo', frag, ['FOLLOWS'])]);
+    for (let i = 0; i < 140; i++) raw.write([{ type: 'DATA', flags: ['FOLLOWS'], id: 0, payload: frag }]);
+    await roundTrip(raw, 1);
+    const refusal = raw.frames.filter((f) => f.type === 'STATUS');
+    expect(refusal).toMatchObject([{ id: 0, code: 7 }]);
+    const s = await stats(child);
+    expect(s.counts.echo ?? 0).toBe(0);
+    expect(s.incoming).toBe(0);
+    expect(s.arrayBuffers - base.arrayBuffers).toBeLessThan(2 * MiB);
+    // Control: a message of exactly maxMessageBytes is accepted and served on the same connection.
+    const exact = Buffer.alloc(MiB, 0x42);
+    raw.write([request(3, 'echo', hex(exact.subarray(0, 60_000)), ['FOLLOWS'])]);
+    for (let p = 60_000; p < MiB; p += 60_000) {
+      const part = exact.subarray(p, Math.min(MiB, p + 60_000));
+      raw.write([{ type: 'DATA', flags: p + 60_000 < MiB ? ['FOLLOWS'] : [], id: 3, payload: hex(part) }]);
+    }
+    const answer = await raw.frame((f) => f.id === 3 && (f.type === 'STATUS' || (f.type === 'RESPONSE' && !f.flags.includes('FOLLOWS'))), 'the answer');
+    expect(answer.type).toBe('RESPONSE');
+    expect((await stats(child, false)).counts.echo).toBe(1);
+    console.log(`maxMessageBytes 1 MiB: 8.1 MiB pushed as one request, refused; server buffers ${mib(base.arrayBuffers)} -> ${mib(s.arrayBuffers)}`);
+  });
+
+  it('partial requests together stay within maxReassemblyBytes: 64 MiB of unfinished requests, about 4 MiB held', async () => {
+    const { child, path } = await serverProcess({ maxMessageBytes: 4 * MiB, maxReassemblyBytes: 4 * MiB });
+    const raw = await RawPeer.connect(path);
+    await child.next('connection');
+    const base = await stats(child);
+    const frag = hex(Buffer.alloc(64 * 1024 - 64, 0x43));
+    const calls = 64;
+    raw.write(Array.from({ length: calls }, (_, id) => request(id, 'echo', frag, ['FOLLOWS'])));
+    for (let round = 0; round < 15; round++) {
+      raw.write(Array.from({ length: calls }, (_, id): VFrame => ({ type: 'DATA', flags: ['FOLLOWS'], id, payload: frag })));
+    }
+    await roundTrip(raw, 1000);
+    const during = await stats(child);
+    const refused = raw.frames.filter((f) => f.type === 'STATUS' && f.code === 7).map((f) => f.id);
+    const held = calls - refused.length;
+    // Each call grew to about 1 MiB: a budget of 4 MiB holds at most 4 of them at a time.
+    expect(held).toBeLessThanOrEqual(4);
+    expect(during.incoming).toBe(held);
+    expect(during.arrayBuffers - base.arrayBuffers).toBeLessThan(12 * MiB);
+    expect(during.counts.echo ?? 0).toBe(0);
+    raw.write(Array.from({ length: calls }, (_, id): VFrame => ({ type: 'CANCEL', flags: [], id })));
+    await roundTrip(raw, 1001);
+    const after = await stats(child);
+    expect(after.incoming).toBe(0);
+    expect(after.arrayBuffers - base.arrayBuffers).toBeLessThan(2 * MiB);
+    console.log(`maxReassemblyBytes 4 MiB: 64 MiB of partial requests, ${held} held, ${refused.length} refused; server buffers ${mib(base.arrayBuffers)} -> ${mib(during.arrayBuffers)} -> ${mib(after.arrayBuffers)}`);
+  });
+});
+
+describe('output for a peer that never reads', () => {
+  it('the server stops reading once its write buffer passes maxWriteBufferBytes, and serves everything once the peer reads', async () => {
+    const { child, path } = await serverProcess({ maxWriteBufferBytes: 1 * MiB });
+    const raw = await RawPeer.connect(path);
+    await child.next('connection');
+    const base = await stats(child);
+    raw.socket.pause(); // never read
+    const N = 65536;
+    const size = Buffer.alloc(4);
+    size.writeUInt32LE(512);
+    // 1.2 MiB of requests that would provoke 33 MiB of responses.
+    for (let i = 0; i < N; i += 4096) {
+      raw.write(Array.from({ length: 4096 }, (_, k) => request((i + k) % 100, 'blob', hex(size))));
+    }
+    // Wait until the server has stalled: its count stops moving.
+    let s = await stats(child, false);
+    for (let last = -1; s.counts.blob !== last; ) {
+      last = s.counts.blob;
+      await new Promise((r) => setTimeout(r, 100));
+      s = await stats(child, false);
+    }
+    const stalled = s;
+    const stalledGc = await stats(child);
+    // It stopped reading: most requests still wait in the socket, and the queued output is a
+    // fraction of the 33 MiB asked for. (The limit is checked once per event-loop turn, after
+    // every read of that turn was served, so the peak is the limit plus what one turn of
+    // pipelined requests provokes: about 7 MiB here.)
+    expect(stalled.counts.blob).toBeLessThan(N / 2);
+    expect(stalled.maxWritable).toBeLessThan(16 * MiB);
+    expect(stalledGc.rss - base.rss).toBeLessThan(48 * MiB);
+    // Now read: every request is answered, the buffer never went past its bound.
+    raw.decode = false;
+    raw.socket.resume();
+    while (raw.received < N * (4 + 1 + 512)) await new Promise((r) => setTimeout(r, 20));
+    const end = await stats(child, false);
+    expect(end.counts.blob).toBe(N);
+    expect(end.maxWritable).toBeLessThan(16 * MiB);
+    console.log(
+      `maxWriteBufferBytes 1 MiB: stalled after ${stalled.counts.blob} of ${N} requests (${mib(N * 517)} of responses asked for), ` +
+        `peak write buffer ${mib(stalled.maxWritable)}, server RSS ${mib(base.rss)} -> ${mib(stalledGc.rss)}; all ${N} answered once the peer read`,
+    );
+  });
+});
+
+describe('stream items for a consumer that never reads', () => {
+  it('a raw caller that never grants more credit gets exactly its window, then exactly each grant', async () => {
+    const { child, path } = await serverProcess({});
+    const raw = await RawPeer.connect(path);
+    await child.next('connection');
+    raw.write([{ ...request(0, 'ticks', hex('100'), ['STREAM', 'EXT']), ext: { credit: 10 } }]);
+    await raw.count((f) => f.type === 'RESPONSE', 10, 'the window');
+    await roundTrip(raw, 1);
+    await roundTrip(raw, 2);
+    expect(raw.frames.filter((f) => f.type === 'RESPONSE').length).toBe(10);
+    expect((await stats(child, false)).produced).toBe(10);
+    raw.write([{ type: 'CREDIT', flags: [], id: 0, credit: 5 }]);
+    await raw.count((f) => f.type === 'RESPONSE', 15, 'the grant');
+    await roundTrip(raw, 3);
+    expect(raw.frames.filter((f) => f.type === 'RESPONSE').length).toBe(15);
+    expect((await stats(child, false)).produced).toBe(15);
+    raw.write([{ type: 'CANCEL', flags: [], id: 0 }]);
+    expect(await raw.frame((f) => f.type === 'STATUS' && f.id === 0)).toMatchObject({ code: 1 });
+    const s = await stats(child, false);
+    expect(s).toMatchObject({ incoming: 0, produced: 15 });
+    expect(s.counts['ticks-closed']).toBe(1);
+  });
+
+  it('a pipit consumer that never reads buffers exactly its window of 1 KiB items; the producer waits', async () => {
+    const { child, path } = await serverProcess({});
+    const peer = await connect(path);
+    const stream = peer.stream('svc', 'ticks', '1024', { credit: 32 });
+    for (let i = 0; stream.buffered < 32 && i < 1000; i++) await peer.ping();
+    for (let i = 0; i < 5; i++) await peer.ping();
+    expect(stream.buffered).toBe(32);
+    const s = await stats(child, false);
+    expect(s.produced).toBe(32);
+    expect(s.maxWritable).toBeLessThan(64 * 1024);
+    await stream.return();
+    await peer.ping();
+    expect((await stats(child, false)).incoming).toBe(0);
+    await peer.close();
+  });
+});
