@@ -9,7 +9,8 @@
  *
  * Payload lifetime: a row's bytes live in `batch.buffers[b]`, b = (head >> 8) & 1:
  *   b = 1: the chunk passed to `push`, at the same offsets (zero copy);
- *   b = 0: codec-owned bytes (a frame that straddled two chunks, or Wasm memory).
+ *   b = 0: codec-owned bytes: a frame that straddled two chunks (in a buffer of its own,
+ *          retainable), or Wasm / in-place read memory (reused: not retainable).
  * Views returned by `bodyView` are valid until the next `push`. `body` returns bytes the
  * caller may keep forever: a view when the backing buffer is retainable
  * (`batch.retainable[b]`), else a copy.
@@ -134,6 +135,8 @@ export class FrameBatch {
 
 /** A frame decoder: one per connection, holds at most one partial frame. */
 export interface Decoder {
+  /** Which codec this decoder belongs to. */
+  readonly kind?: 'ts' | 'wasm';
   /**
    * Scan `chunk` after any carried bytes. Returns the decoder's reused batch. After a batch
    * with `error`, the decoder is dead: further pushes return the same error.

@@ -89,12 +89,9 @@ export class Peer extends EventEmitter<PeerEvents> {
     this.scheduleFlush(); // HELLO
   }
 
-  /** Which codec decodes this peer's input. */
+  /** Which codec decodes this peer's input: 'ts' or 'wasm'. */
   get codec(): string {
-    return this.decoderKind;
-  }
-  private get decoderKind(): string {
-    return (this.decoder as { kind?: string }).kind ?? 'ts';
+    return this.decoder.kind ?? 'ts';
   }
 
   /** True once the connection is finished. */

@@ -15,7 +15,6 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { PipitError, InvalidArgumentError } from './errors.js';
 import { Peer, type InPlaceReader, type PeerOptions } from './peer.js';
-import { selectCodec } from './codec-select.js';
 
 /** Longest Unix socket path on Linux (sun_path is 108 bytes with the terminating NUL). */
 const MAX_SOCKET_PATH_BYTES = 107;
@@ -148,10 +147,10 @@ export interface ConnectOptions extends PeerOptions {
 /** Connect to a Unix socket. Resolves with the Peer once connected. */
 export async function connect(path: string, options: ConnectOptions = {}): Promise<Peer> {
   checkPath(path);
-  // Client sockets can read straight into the decoder's memory (net.Socket onread) when the
-  // selected codec supports it (see codec-select.ts for when 'auto' picks that path).
-  const codec = selectCodec(options.codec, { inPlace: true });
-  const inPlace = typeof codec.createDecoder(65536).readBuffer === 'function';
+  // Client sockets read straight into the decoder's memory (net.Socket onread): no Buffer per
+  // read, and with the Wasm codec no copy into linear memory either. Every codec selectCodec
+  // returns for inPlace supports readBuffer()/commit(). PIPIT_INPLACE=0 turns it off.
+  const inPlace = process.env.PIPIT_INPLACE !== '0';
   let reader: InPlaceReader | null = null;
   const socket = inPlace
     ? new net.Socket({
@@ -161,7 +160,7 @@ export async function connect(path: string, options: ConnectOptions = {}): Promi
         },
       } as net.SocketConstructorOpts)
     : new net.Socket();
-  const peer = new Peer(socket, { ...options, codec: codec.kind, inPlace });
+  const peer = new Peer(socket, { ...options, inPlace });
   if (inPlace) reader = peer.inPlaceReader();
   await waitConnected(socket, path, options.timeout);
   return peer;
