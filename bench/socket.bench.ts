@@ -59,29 +59,33 @@ class RawConn {
   ) {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
   }
+  /** A frame that straddles reads: allocated once its length is known, filled in place. */
+  private part: Buffer | null = null;
+  private partLen = 0;
   private onData(chunk: Buffer): void {
     let buf = chunk;
     let pos = 0;
     if (this.carry !== null) {
-      // Complete only the straddling frame, then scan the chunk in place.
-      const c = this.carry;
-      if (c.length < 4) {
-        buf = Buffer.concat([c, chunk]);
-      } else {
-        const need = 4 + c.readUInt32LE(0) - c.length;
-        if (chunk.length < need) {
-          this.carry = Buffer.concat([c, chunk]);
-          return;
-        }
-        const frame = Buffer.concat([c, chunk.subarray(0, need)]);
-        this.onFrame(frame.readUInt32LE(4), frame.subarray(8));
-        pos = need;
-      }
+      // Fewer than 8 bytes were left over: join them with this chunk (tiny copy).
+      buf = Buffer.concat([this.carry, chunk]);
       this.carry = null;
+    } else if (this.part !== null) {
+      const part = this.part;
+      const n = Math.min(part.length - this.partLen, chunk.length);
+      chunk.copy(part, this.partLen, 0, n);
+      this.partLen += n;
+      if (this.partLen < part.length) return;
+      this.part = null;
+      this.onFrame(part.readUInt32LE(4), part.subarray(8));
+      pos = n;
     }
     while (buf.length - pos >= 8) {
       const len = buf.readUInt32LE(pos);
-      if (buf.length - pos < 4 + len) break;
+      if (buf.length - pos < 4 + len) {
+        this.part = Buffer.allocUnsafe(4 + len);
+        this.partLen = buf.copy(this.part, 0, pos);
+        return;
+      }
       this.onFrame(buf.readUInt32LE(pos + 4), buf.subarray(pos + 8, pos + 4 + len));
       pos += 4 + len;
     }
@@ -496,6 +500,7 @@ function render(results: CellResult[], impls: Impl[], reps: number, quick: boole
   const head = ['workload', 'goal', ...impls.map((i) => (i === 'raw' ? 'raw' : `pipit ${i} (${codecOf(i)})`)), ...impls.filter((i) => i !== 'raw').map((i) => `${i}/raw`)];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const [name, f, cell, , goal, fmt] of rows) {
+    if (!results.some((r) => r.cell === cell)) continue;
     const base = impls.includes('raw') ? pick('raw', cell, f) : NaN;
     const vals = impls.map((i) => pick(i, cell, f));
     const ratios = impls
