@@ -30,9 +30,17 @@ export const FastBuffer = (Buffer as unknown as Record<symbol, unknown>)[Symbol.
 
 export const EMPTY = Buffer.alloc(0);
 
+/** Bodies up to this size from a reused buffer are served from one copy of the batch's span. */
+const SPAN_BODY_MAX = 2048;
+/** Largest span copied at once. */
+const SPAN_MAX = 256 * 1024;
+
 export class FrameBatch {
-  /** Complete frames in this batch. */
-  count = 0;
+  private n = 0;
+  /** Copy of the small bodies' span of a non-retainable buffer, made once per batch (see body). */
+  private span: Buffer | null = null;
+  private spanOf = -1;
+  private spanStart = 0;
   /** count * STRIDE int32, see constants.ts COL_*. May be replaced when it grows. */
   table: Int32Array;
   /** Backing bytes of rows: [codec-owned, chunk]. */
@@ -44,6 +52,16 @@ export class FrameBatch {
 
   constructor(capacity = 64) {
     this.table = new Int32Array(capacity * STRIDE);
+  }
+
+  /** Complete frames in this batch. Decoders reset it at every push, which drops the span copy. */
+  get count(): number {
+    return this.n;
+  }
+  set count(v: number) {
+    this.n = v;
+    this.spanOf = -1;
+    this.span = null;
   }
 
   type(i: number): number {
@@ -71,17 +89,50 @@ export class FrameBatch {
     const b = this.bytes(i);
     return new FastBuffer(b.buffer, b.byteOffset + this.table[r + COL_BODY_OFF]!, this.table[r + COL_BODY_LEN]!);
   }
-  /** Body bytes the caller may keep: a view when the backing buffer allows it, else a copy. */
+  /**
+   * Body bytes the caller may keep: a view when the backing buffer allows it, else a copy.
+   * From a reused buffer (in-place reads, Wasm memory) the small bodies of the whole batch
+   * are copied out together on the first call, and each is a view into that one copy: one
+   * allocation per read instead of one per message (like the views 'data' chunks give).
+   */
   body(i: number): Buffer {
     const r = i * STRIDE;
     const bi = (this.table[r + COL_HEAD]! >> 8) & 1;
     const b = this.buffers[bi]!;
-    const off = b.byteOffset + this.table[r + COL_BODY_OFF]!;
+    const rel = this.table[r + COL_BODY_OFF]!;
     const len = this.table[r + COL_BODY_LEN]!;
-    if (this.retainable[bi]) return new FastBuffer(b.buffer, off, len);
+    if (this.retainable[bi]) return new FastBuffer(b.buffer, b.byteOffset + rel, len);
+    if (len <= SPAN_BODY_MAX) {
+      if (this.spanOf !== bi) this.copySpan(bi);
+      const span = this.span;
+      if (span !== null && rel >= this.spanStart && rel + len <= this.spanStart + span.length) {
+        return new FastBuffer(span.buffer, span.byteOffset + rel - this.spanStart, len);
+      }
+    }
     const copy = Buffer.allocUnsafe(len);
-    copy.set(new Uint8Array(b.buffer, off, len));
+    copy.set(new Uint8Array(b.buffer, b.byteOffset + rel, len));
     return copy;
+  }
+
+  private copySpan(bi: number): void {
+    this.spanOf = bi;
+    this.span = null;
+    const t = this.table;
+    let lo = Infinity;
+    let hi = 0;
+    for (let r = 0; r < this.n * STRIDE; r += STRIDE) {
+      const len = t[r + COL_BODY_LEN]!;
+      if (((t[r + COL_HEAD]! >> 8) & 1) !== bi || len > SPAN_BODY_MAX || len === 0) continue;
+      const off = t[r + COL_BODY_OFF]!;
+      if (off < lo) lo = off;
+      if (off + len > hi) hi = off + len;
+    }
+    if (hi <= lo || hi - lo > SPAN_MAX) return;
+    const b = this.buffers[bi]!;
+    const span = Buffer.allocUnsafe(hi - lo);
+    span.set(new Uint8Array(b.buffer, b.byteOffset + lo, hi - lo));
+    this.span = span;
+    this.spanStart = lo;
   }
   /** Body decoded as UTF-8 (STATUS/GOAWAY/ERROR messages). */
   bodyText(i: number): string {

@@ -148,6 +148,27 @@ describe.each(codecs.map((c) => [c.kind, c] as const))('codec %s', (_, codec) =>
     expect([...kept]).toEqual([1, 2, 3, 4, 5]);
   });
 
+  it('bodies of many frames from a reused buffer survive its reuse and later pushes', () => {
+    const mk = (k: number) =>
+      encodeFrames(Array.from({ length: 300 }, (_, i) => ({ type: 'RESPONSE', flags: [], id: i, payload: Buffer.from(`${k}:${i}`.padEnd(20 + (i % 7), '.')).toString('hex') })));
+    const dec = codec.createDecoder(65536);
+    const reused = Buffer.alloc(mk(1).length + 64);
+    const kept: Buffer[] = [];
+    for (const k of [1, 2, 3]) {
+      const bytes = mk(k);
+      reused.fill(0);
+      bytes.copy(reused);
+      const batch = dec.push(reused.subarray(0, bytes.length), false);
+      expect(batch.count).toBe(300);
+      // Not every body is taken: the span copy must still serve the ones that are.
+      for (let i = 0; i < batch.count; i += 1 + (k % 2)) kept.push(batch.body(i));
+      reused.fill(0xee);
+    }
+    const expected: string[] = [];
+    for (const k of [1, 2, 3]) for (let i = 0; i < 300; i += 1 + (k % 2)) expected.push(`${k}:${i}`.padEnd(20 + (i % 7), '.'));
+    expect(kept.map((b) => b.toString())).toEqual(expected);
+  });
+
   it('many frames in one chunk (more than the initial table holds)', () => {
     const frames: VFrame[] = Array.from({ length: 5000 }, (_, i) => ({ type: 'RESPONSE', flags: ['END'], id: i, payload: '00ff' }));
     const got = decodeChunks(codec, [encodeFrames(frames)]);
