@@ -267,6 +267,7 @@ async function pipitClient(path: string, codec: 'ts' | 'wasm'): Promise<Client> 
 // =====================================================================
 
 interface CellResult {
+  rep?: number;
   impl: Impl;
   cell: Cell;
   codec: string;
@@ -459,6 +460,7 @@ async function orchestrate(argv: string[]): Promise<void> {
         for (const impl of order) {
           const path = join(dir, `${cell}-${impl}-${rep}.sock`);
           const r = await runCell({ quick, cell, impl, path });
+          r.rep = rep;
           results.push(r);
           process.stderr.write(`  rep ${rep + 1}/${reps} ${cell} ${impl.padEnd(4)} ${summary(r)}\n`);
         }
@@ -501,15 +503,27 @@ function render(results: CellResult[], impls: Impl[], reps: number, quick: boole
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const [name, f, cell, , goal, fmt] of rows) {
     if (!results.some((r) => r.cell === cell)) continue;
-    const base = impls.includes('raw') ? pick('raw', cell, f) : NaN;
     const vals = impls.map((i) => pick(i, cell, f));
+    // Ratios pair each pipit cell with the raw cell of the same repetition (they ran back to
+    // back), then take the median over repetitions: load that comes and goes hits both sides.
+    const paired = (impl: Impl, g: (v: number, base: number) => number): number =>
+      median(
+        results
+          .filter((r) => r.impl === impl && r.cell === cell)
+          .map((r) => {
+            const base = results.find((b) => b.impl === 'raw' && b.cell === cell && b.rep === r.rep);
+            return base === undefined ? NaN : g(f(r), f(base));
+          }),
+      );
     const ratios = impls
       .filter((i) => i !== 'raw')
       .map((i) => {
-        const v = pick(i, cell, f);
-        if (name.startsWith('W7')) return `${v - base >= 0 ? '+' : ''}${(v - base).toFixed(1)} MiB`;
-        if (name.startsWith('W6')) return `${v.toFixed(1)} B`;
-        return `${(v / base).toFixed(2)}x`;
+        if (name.startsWith('W7')) {
+          const d = paired(i, (v, b) => v - b);
+          return `${d >= 0 ? '+' : ''}${d.toFixed(1)} MiB`;
+        }
+        if (name.startsWith('W6')) return `${pick(i, cell, f).toFixed(1)} B`;
+        return `${paired(i, (v, b) => v / b).toFixed(2)}x`;
       });
     lines.push(`| ${name} | ${goal} | ${vals.map(fmt).join(' | ')} | ${ratios.join(' | ')} |`);
   }
@@ -521,7 +535,7 @@ function render(results: CellResult[], impls: Impl[], reps: number, quick: boole
     '',
     ...lines,
     '',
-    'Ratios are pipit / raw measured in the same run (for W1 and W5 lower is better). W6 counts both directions; raw is 4-byte length + 4-byte id + 32-byte payload each way.',
+    'Values are medians over repetitions. Ratios (and W7 differences) are taken per repetition between cells that ran back to back, then the median of those is shown; for W1 and W5 lower is better. W6 counts both directions; raw is 4-byte length + 4-byte id + 32-byte payload each way. The raw baseline reads with \'data\' events and coalesces writes per event-loop turn into one buffer; pipit clients read in place (net.Socket onread), pipit servers use \'data\' events.',
     '',
   ].join('\n');
 }
