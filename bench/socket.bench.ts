@@ -3,7 +3,8 @@
  * socket, server and client in separate processes, fresh processes for every cell, the raw
  * baseline interleaved with pipit in every repetition so that ratios survive a noisy machine.
  *
- *   node dist/bench/socket.bench.js [--quick] [--reps N] [--write] [--only raw,ts,wasm] [--cells W1,W4]
+ *   node dist/bench/socket.bench.js [--quick] [--reps N] [--only raw,ts,wasm] [--cells W1,W4]
+ * (`npm run bench` runs it with the codec bench and writes bench/RESULTS.md.)
  *   PIPIT_BENCH_PROF=dir writes a --cpu-prof profile of every process into dir.
  *
  * Workloads (PROTOCOL.md §16 for the wire sizes):
@@ -17,7 +18,7 @@
  * Every response is checked (length, and content for W3) so a broken path cannot look fast.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -471,10 +472,6 @@ async function orchestrate(argv: string[]): Promise<void> {
   }
   const table = render(results, impls, reps, quick, (Date.now() - t0) / 1000);
   console.log(table);
-  if (argv.includes('--write')) {
-    writeFileSync(join(fileURLToPath(new URL('../../bench/', import.meta.url)), 'RESULTS.md'), table);
-    console.log('wrote bench/RESULTS.md');
-  }
 }
 
 function summary(r: CellResult): string {
