@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Pair } from './helpers/pair.js';
-import { Tap, consume, deferred, inject, lone, pattern, track, turn, type Deferred } from './helpers/session-kit.js';
+import { Tap, consume, deferred, deliverOnce, inject, lone, pattern, track, turn, type Deferred } from './helpers/session-kit.js';
 import { PipitError } from '../bindings/errors.js';
 import type { HandlerContext } from '../bindings/routes.js';
 
@@ -514,13 +514,19 @@ describe('fragmentation', () => {
     expect(pair.b.session.incomingCalls).toBe(0);
   });
 
-  it('small calls issued after a large request complete before it (fragments interleave)', async () => {
+  it('small calls issued after a large request started complete before it (fragments interleave)', async () => {
     const big = pattern(MiB, 21);
     const pair = new Pair({ maxFrameBytes: 65536 }, { maxFrameBytes: 65536, services: { s: { size: (p: Buffer) => String(p.length) } } });
+    const tapA = new Tap(pair.a.session, 65536);
     pair.flush();
     const order: string[] = [];
     const large = track(pair.a.session.call('s', 'size', big));
     void large.promise.then(() => order.push('large'));
+    // The first part of the large request goes out; the rest is still to be written.
+    const first = deliverOnce(pair.a, pair.b, pair.now);
+    expect(first).toBeGreaterThan(65536);
+    expect(first).toBeLessThan(MiB / 2);
+    expect(pair.a.session.fragmentsPending).toBe(true);
     const small = [0, 1, 2].map((i) => {
       const o = track(pair.a.session.call('s', 'size', `small${i}`));
       void o.promise.then(() => order.push(`small${i}`));
@@ -531,6 +537,10 @@ describe('fragmentation', () => {
     expect(large.value?.toString()).toBe(String(MiB));
     expect(small.map((o) => o.value?.toString())).toEqual(['6', '6', '6']);
     expect(order).toEqual(['small0', 'small1', 'small2', 'large']);
+    // On the wire the small requests sit between DATA fragments of the large one.
+    const kinds = tapA.frames.map((f) => (f.type === 'REQUEST' ? `R${f.id}` : f.type));
+    expect(kinds.indexOf('R1')).toBeGreaterThan(kinds.indexOf('DATA'));
+    expect(kinds.lastIndexOf('DATA')).toBeGreaterThan(kinds.indexOf('R3'));
   });
 
   it('small calls issued after a large response started complete before it', async () => {
@@ -538,11 +548,16 @@ describe('fragmentation', () => {
       maxFrameBytes: 65536,
       services: { s: { big: () => pattern(MiB, 31), small: (p: Buffer) => p } },
     });
-    const tapB = new Tap(pair.b.session);
+    const tapB = new Tap(pair.b.session, 65536);
     pair.flush();
     const order: string[] = [];
     const large = track(pair.a.session.call('s', 'big', ''));
     void large.promise.then(() => order.push('large'));
+    deliverOnce(pair.a, pair.b, pair.now); // the request; the handler answers at once
+    const first = deliverOnce(pair.b, pair.a, pair.now); // the first part of the answer
+    expect(first).toBeGreaterThan(65536);
+    expect(first).toBeLessThan(MiB / 2);
+    expect(pair.b.session.fragmentsPending).toBe(true);
     const small = [0, 1].map((i) => {
       const o = track(pair.a.session.call('s', 'small', `s${i}`));
       void o.promise.then(() => order.push(`small${i}`));
@@ -551,6 +566,7 @@ describe('fragmentation', () => {
     await pair.settle();
     await Promise.all([large.promise, ...small.map((o) => o.promise)]);
     expect(large.value?.equals(pattern(MiB, 31))).toBe(true);
+    expect(small.map((o) => o.value?.toString())).toEqual(['s0', 's1']);
     expect(order).toEqual(['small0', 'small1', 'large']);
     // On the wire the small answers sit between fragments of the big one.
     const ids = tapB.ofType('RESPONSE').map((f) => f.id);

@@ -83,6 +83,17 @@ export function inject(end: End, frames: VFrame[] | Uint8Array, now = 0): void {
   end.session.receive(end.decoder.push(bytes), now);
 }
 
+/** Move one batch of output (one `takeOutput()`) from one end to the other, as one write. */
+export function deliverOnce(from: End, to: End, now = 0): number {
+  let n = 0;
+  for (const seg of from.session.takeOutput()) {
+    n += seg.length;
+    from.sentBytes += seg.length;
+    to.session.receive(to.decoder.push(seg), now);
+  }
+  return n;
+}
+
 /** One session with no peer: frames go in by `inject`, come out through `tap.drain()`. */
 export function lone(options: SessionOptions = {}): { end: End; tap: Tap } {
   const end = new End(options, tsCodec);
