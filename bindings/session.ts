@@ -34,8 +34,8 @@ import {
   T_GOAWAY, T_HELLO, T_PING, T_PONG, T_REQUEST, T_RESPONSE, T_STATUS,
 } from './constants.js';
 import type { FrameBatch } from './codec.js';
-import { InvalidArgumentError, PipitError, ProtocolError, statusName } from './errors.js';
-import { FrameWriter, encodeExt, encodeRoute, type Payload } from './frame-writer.js';
+import { InvalidArgumentError, PipitError, ProtocolError } from './errors.js';
+import { FrameWriter, encodeExt, type Payload } from './frame-writer.js';
 import { MessageStream } from './message-stream.js';
 import { RouteTable, type HandlerContext, type Services } from './routes.js';
 
@@ -1241,4 +1241,3 @@ class DeadlineHeap {
   }
 }
 
-export { statusName };
