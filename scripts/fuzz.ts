@@ -767,15 +767,17 @@ export async function runSessionCase(c: SessionCase, stats: Stats): Promise<void
   /** Settlements of each ping() promise. */
   const pings: number[] = [];
 
+  /** The session was closed when its output was last taken: it may write nothing more. */
+  let closedAtLastTake = false;
   const act = (what: string, f: () => void): void => {
-    const wasClosed = s.closed;
     try {
       f();
     } catch (e) {
       throw new Error(`${what} threw: ${describe(e)}`);
     }
     const out = s.takeOutput();
-    if (wasClosed && out.length > 0) throw new Error(`the closed session wrote output after ${what}`);
+    if (closedAtLastTake && out.length > 0) throw new Error(`the closed session wrote output (by ${what})`);
+    closedAtLastTake = s.closed;
     model.output(out);
     if (model.goawayInInput) model.goawayReceived = true;
   };
