@@ -252,10 +252,20 @@ describe('GOAWAY during a burst', () => {
     const { child, path } = await serverProcess({ maxInflight: 100_000 });
     const peer: Peer = await connect(path);
     await child.next('connection');
-    await child.ask({ cmd: 'goaway-after', n: 300 }, 'armed');
+    // The server sends GOAWAY once 300 requests have reached the handler; the handlers then
+    // wait, so that the rest of the burst reaches the server after its GOAWAY and is discarded.
+    await child.ask({ cmd: 'goaway-after', n: 300, hold: true }, 'armed');
     const N = 3000;
     const pad = 'p'.repeat(1000); // 3 MB in all: the burst is still arriving when GOAWAY leaves
-    const results = await Promise.allSettled(Array.from({ length: N }, (_, i) => peer.call('svc', 'count', `${i}:${pad}`)));
+    const settled = Promise.allSettled(Array.from({ length: N }, (_, i) => peer.call('svc', 'count', `${i}:${pad}`)));
+    const socket = peer.transport as import('node:net').Socket;
+    for (;;) {
+      const s = await stats(child);
+      if (socket.writableLength === 0 && s.bytesRead === socket.bytesWritten) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    child.send({ cmd: 'release' });
+    const results = await settled;
     const ok: number[] = [];
     const codes = new Map<string, number>();
     results.forEach((r, i) => {
