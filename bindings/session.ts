@@ -105,6 +105,8 @@ class OutCall {
   unacked = 0;
   window = 0;
   deadline = NO_DEADLINE;
+  /** Session clock when the call was opened (calls with a deadline). */
+  openedAt = 0;
   signal: AbortSignal | null = null;
   onAbort: (() => void) | null = null;
   /** Frames waiting to be sent (queued call, or remaining fragments). */
@@ -123,6 +125,9 @@ interface PendingSend {
   ext: Uint8Array | null;
   flags: number;
   payload: Payload;
+  /** What the ext was built from, to rebuild it with the time left if the call waits in the queue. */
+  credit: number | undefined;
+  metadata: Array<[string, string]> | undefined;
 }
 
 class InCall {
@@ -216,6 +221,8 @@ export class Session {
   private readonly pingFail = new Map<number, (e: PipitError) => void>();
   private pingId = 0;
   private deadlines: DeadlineHeap = new DeadlineHeap();
+  /** Latest time the session was given (receive, tick, call): when a queued call is sent. */
+  private clock = 0;
   private readonly peerRef: unknown;
   /** Stream offset bookkeeping for error messages: frames received so far. */
   framesReceived = 0;
@@ -314,7 +321,9 @@ export class Session {
       this.settleOut(call, this.closeError !== null ? this.closedError() : new PipitError('UNAVAILABLE', 'connection is going away; the call was not sent'));
       return;
     }
-    const { timeout, signal, metadata } = options;
+    const { timeout, signal } = options;
+    const metadata = options.metadata === undefined ? undefined : Object.entries(options.metadata);
+    if (now > this.clock) this.clock = now;
     let ext: Uint8Array | null = null;
     if (timeout !== undefined || credit !== undefined || metadata !== undefined) {
       if (timeout !== undefined && !(timeout >= 0 && timeout <= 0xffffffff)) {
@@ -323,7 +332,7 @@ export class Session {
       ext = encodeExt({
         deadlineMs: timeout === undefined ? undefined : Math.ceil(timeout),
         credit,
-        metadata: metadata === undefined ? undefined : Object.entries(metadata),
+        metadata,
       });
     }
     if (signal) {
@@ -336,6 +345,7 @@ export class Session {
       signal.addEventListener('abort', call.onAbort, { once: true });
     }
     if (timeout !== undefined) {
+      call.openedAt = now;
       call.deadline = now + timeout;
       this.deadlines.push(call.deadline, call);
     }
@@ -350,7 +360,7 @@ export class Session {
       this.settleOut(call, new PipitError('RESOURCE_EXHAUSTED', `request of ${size} bytes exceeds the peer's maxMessageBytes ${this.peerMaxMessageBytes}; not sent`));
       return;
     }
-    call.pending = { route, ext, flags, payload };
+    call.pending = { route, ext, flags, payload, credit, metadata };
     if (this.outActive >= this.peerMaxInflight) {
       if (this.queue.length - this.queueHead >= this.maxQueuedCalls) {
         this.settleOut(call, new PipitError('RESOURCE_EXHAUSTED', `${this.maxQueuedCalls} calls already queued`));
@@ -366,6 +376,10 @@ export class Session {
   private send(call: OutCall): void {
     const p = call.pending!;
     call.pending = null;
+    if (call.deadline !== NO_DEADLINE && this.clock > call.openedAt) {
+      // It waited in the queue: the deadline on the wire is the time left (PROTOCOL.md §8.5).
+      p.ext = encodeExt({ deadlineMs: Math.max(0, Math.ceil(call.deadline - this.clock)), credit: p.credit, metadata: p.metadata });
+    }
     const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.nextId++;
     call.id = id;
     call.seq = this.sentSeq = (this.sentSeq + 1) >>> 0;
@@ -735,6 +749,7 @@ export class Session {
   /** Process a decoded batch. A protocol error closes the session (Rule 2). */
   receive(batch: FrameBatch, now = 0): void {
     if (this.phase === Phase.CLOSED) return;
+    if (now > this.clock) this.clock = now;
     try {
       for (let i = 0; i < batch.count && !this.closed; i++) {
         this.framesReceived++;
@@ -937,6 +952,7 @@ export class Session {
 
   /** Expire deadlines up to `now`. */
   tick(now: number): void {
+    if (now > this.clock) this.clock = now;
     for (;;) {
       const entry = this.deadlines.popDue(now);
       if (entry === null) return;

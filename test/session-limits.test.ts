@@ -288,6 +288,25 @@ describe('maxInflight', () => {
     expect(pair.a.session.outgoingCalls).toBe(0);
   });
 
+  it('a call that waited in the queue sends the time it has left as its deadline', async () => {
+    const { calls, service } = parked();
+    const pair = new Pair({}, { maxInflight: 1, services: { s: service } });
+    const tapA = new Tap(pair.a.session);
+    pair.flush();
+    const first = track(pair.a.session.call('s', 'wait', 'first'));
+    const queued = track(pair.a.session.call('s', 'wait', 'queued', { timeout: 1000, metadata: { k: 'v' } }, pair.now));
+    await pair.settle();
+    pair.advance(300);
+    calls[0]!.gate.resolve('ok');
+    await pair.settle();
+    const sent = tapA.ofType('REQUEST').find((f) => f.payload === Buffer.from('queued').toString('hex'))!;
+    expect(sent.ext).toEqual({ deadlineMs: 700, metadata: [['k', 'v']] });
+    expect(calls[1]!.ctx.deadline).toBe(1000);
+    calls[1]!.gate.resolve('ok');
+    await pair.settle();
+    expect((await first.promise, await queued.promise, queued.value!.toString())).toBe('ok');
+  });
+
   it('a queued call that is cancelled or times out never goes out', async () => {
     const { calls, service } = parked();
     const pair = new Pair({}, { maxInflight: 1, services: { s: service } });
