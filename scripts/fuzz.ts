@@ -1072,7 +1072,11 @@ async function runPool(jobs: Job[], workers: number, stallMs: number, onResult: 
       const path = String(Math.max(0, run - 1));
       onResult({
         id: job.id, prop: job.prop, seed: job.seed, runs: run, ms: 0, stats: newStats(),
-        failure: { prop: job.prop, seed: job.seed, path, error, counterexample: `(run ${run} of job seed ${job.seed})`, replay: replayCommand(job.prop, job.seed, path), kind },
+        failure: {
+          prop: job.prop, seed: job.seed, path, error, kind,
+          counterexample: `(run ${run} of job seed ${job.seed}${kind === 'hang' ? '; the replay hangs too: run it under `timeout`' : ''})`,
+          replay: replayCommand(job.prop, job.seed, path),
+        },
       });
       startSlot();
     };
