@@ -113,9 +113,11 @@ describe.each(codecs.map((c) => [c.kind, c] as const))('codec %s: a huge LENGTH'
     for (const max of [262144, 1 << 20, 8 << 20, MAX_FRAME_BYTES_LIMIT - 1]) {
       for (const len of hugeLengths(max)) {
         for (const byte3 of [0x01, 0x12, 0x06, 0x0f, 0xff]) {
-          const r = refuse(codec, max, word(len, byte3), false, PING);
-          expect(r.sizes, `max ${max}, LENGTH ${len}`).toEqual([]);
-          expect(r.grows, `max ${max}, LENGTH ${len}`).toEqual([]);
+          for (const bytewise of [false, true]) {
+            const r = refuse(codec, max, word(len, byte3), bytewise, PING);
+            expect(r.sizes, `max ${max}, LENGTH ${len}`).toEqual([]);
+            expect(r.grows, `max ${max}, LENGTH ${len}`).toEqual([]);
+          }
         }
       }
     }
