@@ -7,9 +7,10 @@
  *   (setImmediate runs right after the I/O callbacks of the current turn, after their
  *   promise jobs), as one cork/uncork batch, so a burst of calls or responses costs one
  *   writev.
- * - Backpressure: when the stream's write buffer passes `maxWriteBufferBytes`, reading
- *   stops (no new work is accepted) until it drains; large-message fragments are written a
- *   budget at a time, after a drain when the stream is full.
+ * - Backpressure lives in the session (session.ts, Rule 4): the peer reports the stream's
+ *   write backlog after every write and on drain, and stops reading only when the session
+ *   says the other side is `overloaded` (it keeps sending work while we are congested).
+ *   Large-message fragments are written a budget at a time, after a drain when full.
  * - One timer per peer, armed for the session's earliest deadline, unref'd.
  * - No 'error' event is ever emitted: failures reach the calls they affect, and 'close'
  *   carries the connection's error (or null).
@@ -28,8 +29,6 @@ import { Session, type CallOptions, type SessionOptions, type StreamOptions } fr
 export interface PeerOptions extends Omit<SessionOptions, 'peer'> {
   /** Frame codec. Defaults to 'auto' (PIPIT_CODEC overrides). */
   codec?: CodecChoice;
-  /** Stop reading while this many bytes wait to be written. Defaults to 4 MiB. */
-  maxWriteBufferBytes?: number;
 }
 
 export interface PeerEvents {
@@ -47,11 +46,11 @@ const now = (): number => performance.now();
 export class Peer extends EventEmitter<PeerEvents> {
   readonly session: Session;
   private readonly decoder: Decoder;
-  private readonly maxWriteBufferBytes: number;
   private flushScheduled = false;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
-  private pausedForWrites = false;
+  /** Reading stopped because the peer is overloading us. */
+  private paused = false;
   private ended = false;
   private closeEmitted = false;
   private closeError: PipitError | null = null;
@@ -68,7 +67,6 @@ export class Peer extends EventEmitter<PeerEvents> {
   ) {
     super();
     this.session = new Session({ ...options, peer: this });
-    this.maxWriteBufferBytes = options.maxWriteBufferBytes ?? 4 * 1024 * 1024;
     const codec = selectCodec(options.codec, { inPlace: options.inPlace === true });
     this.decoder = codec.createDecoder(this.session.maxFrameBytes);
     this.closedPromise = new Promise((resolve) => {
@@ -176,21 +174,30 @@ export class Peer extends EventEmitter<PeerEvents> {
       read: (n: number) => {
         this.session.receive(dec.commit!(n), now());
         this.afterInput();
-        return !this.pausedForWrites;
+        return !this.paused;
       },
     };
   }
 
   private afterInput(): void {
     if (this.session.closed) return;
+    if (this.session.overloaded) this.pauseReading();
     this.armTimer();
+  }
+
+  private pauseReading(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.transport.pause();
   }
 
   private onTransportEnd(err: Error | null): void {
     if (err === null && !this.session.closed) {
       const tail = this.decoder.end();
       if (tail !== null) {
-        this.session.protocolError(tail);
+        // The stream ended inside a frame: the connection is gone (PROTOCOL.md §10.3), with
+        // the truncation as the cause.
+        this.session.transportClosed(tail);
         return;
       }
     }
@@ -227,20 +234,20 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.finishStream();
       return;
     }
-    if (stream.writableLength > this.maxWriteBufferBytes && !this.pausedForWrites) {
-      this.pausedForWrites = true;
-      stream.pause();
-    }
+    this.session.setBacklog(stream.writableLength);
+    if (this.session.overloaded) this.pauseReading();
     if (this.session.fragmentsPending && !stream.writableNeedDrain) this.scheduleFlush();
     this.armTimer();
   }
 
   private onDrain(): void {
-    if (this.pausedForWrites) {
-      this.pausedForWrites = false;
-      if (!this.session.closed) this.transport.resume();
+    if (this.session.closed) return;
+    this.session.setBacklog(this.transport.writableLength);
+    if (this.paused && !this.session.overloaded) {
+      this.paused = false;
+      this.transport.resume();
     }
-    if (this.session.fragmentsPending) this.scheduleFlush();
+    if (this.session.hasOutput()) this.scheduleFlush();
   }
 
   // ---- timers ----
@@ -288,7 +295,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.emitClose();
       return;
     }
-    if (this.pausedForWrites) stream.resume();
+    if (this.paused) stream.resume();
     stream.end();
     // A Duplex whose other side never closes would keep us waiting: destroy after the end is flushed.
     stream.once('finish', () => {

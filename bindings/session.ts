@@ -26,6 +26,12 @@
  * Rule 3: every buffer the peer can make us grow is capped before it grows: frames by the
  *   codec, calls in flight by maxInflight, reassembly per message and per connection,
  *   stream items by the credit window we granted.
+ * Rule 4: output is capped the same way. When our pending output plus the transport's
+ *   backlog passes maxWriteBufferBytes we are congested: new requests are held (at most
+ *   maxInflight of them), producers wait, our queued calls wait. We keep reading, so two
+ *   congested peers still receive each other's responses and credits and cannot deadlock;
+ *   only a peer that keeps sending work beyond its allowance while we are congested is
+ *   `overloaded`, and the transport then stops reading from it.
  */
 import {
   DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_WIRE_CREDIT,
@@ -54,6 +60,12 @@ export interface SessionOptions {
   maxReassemblyBytes?: number;
   /** Initial credit (stream window) we grant per stream call. Defaults to 128. */
   initialCredit?: number;
+  /**
+   * Output waiting to be written (ours plus the transport's backlog, see setBacklog) above
+   * which we are congested: new incoming requests are held, stream producers wait, our own
+   * calls stay queued; frames from the peer are still read. Defaults to 4 MiB.
+   */
+  maxWriteBufferBytes?: number;
   /** The object handlers see as `ctx.peer`. */
   peer?: unknown;
   /** Send HELLO first. Defaults to true. */
@@ -186,6 +198,7 @@ export class Session {
   readonly maxQueuedCalls: number;
   readonly maxReassemblyBytes: number;
   readonly initialCredit: number;
+  readonly maxWriteBufferBytes: number;
   /** The peer's limits: defaults until its HELLO arrives. */
   peerMaxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
   peerMaxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES;
@@ -223,6 +236,16 @@ export class Session {
   private deadlines: DeadlineHeap = new DeadlineHeap();
   /** Latest time the session was given (receive, tick, call): when a queued call is sent. */
   private clock = 0;
+  // ---- backpressure (Rule 4) ----
+  /** Bytes the transport has accepted but not yet written. */
+  private backlog = 0;
+  /** Requests accepted while congested, run when output drains. */
+  private held: Array<{ call: InCall; payload: Buffer }> = [];
+  private heldHead = 0;
+  /** Producers waiting for output to drain. */
+  private writableWaiters: InCall[] = [];
+  /** Frames the peer made us answer unasked (refusals, PONGs) while congested. */
+  private strikes = 0;
   private readonly peerRef: unknown;
   /** Stream offset bookkeeping for error messages: frames received so far. */
   framesReceived = 0;
@@ -234,6 +257,7 @@ export class Session {
     this.maxQueuedCalls = positive(options.maxQueuedCalls ?? 65536, 'maxQueuedCalls');
     this.maxReassemblyBytes = positive(options.maxReassemblyBytes ?? 64 * 1024 * 1024, 'maxReassemblyBytes');
     this.initialCredit = positive(options.initialCredit ?? 128, 'initialCredit');
+    this.maxWriteBufferBytes = positive(options.maxWriteBufferBytes ?? 4 * 1024 * 1024, 'maxWriteBufferBytes');
     this.routes = new RouteTable(options.services);
     this.peerRef = options.peer;
     if (options.hello !== false) {
@@ -271,6 +295,44 @@ export class Session {
   hasOutput(): boolean {
     return this.writer.pendingBytes > 0 || this.fragments.length > 0;
   }
+  /** Our pending output plus the transport's backlog is over maxWriteBufferBytes. */
+  get congested(): boolean {
+    return this.writer.pendingBytes + this.backlog > this.maxWriteBufferBytes;
+  }
+
+  /** Congested, and the peer keeps sending work beyond what it may: stop reading from it. */
+  get overloaded(): boolean {
+    return this.congested && (this.held.length - this.heldHead >= this.maxInflight || this.strikes >= 1024);
+  }
+
+  /**
+   * The transport's write backlog (bytes accepted, not yet written), after each write and on
+   * drain. When output is no longer congested, held work resumes.
+   */
+  setBacklog(bytes: number): void {
+    this.backlog = bytes;
+    if (!this.congested) this.relieve();
+  }
+
+  private relieve(): void {
+    this.strikes = 0;
+    while (this.heldHead < this.held.length && !this.congested && !this.closed) {
+      const h = this.held[this.heldHead]!;
+      this.held[this.heldHead++] = undefined as unknown as { call: InCall; payload: Buffer };
+      if (!h.call.settled) this.run(h.call, h.payload);
+    }
+    if (this.heldHead === this.held.length) {
+      this.held.length = 0;
+      this.heldHead = 0;
+    }
+    if (this.writableWaiters.length > 0 && !this.congested) {
+      const waiters = this.writableWaiters;
+      this.writableWaiters = [];
+      for (const c of waiters) this.wake(c);
+    }
+    this.pump();
+  }
+
   /** Fragments of large messages still to be written (the transport writes them after a drain). */
   get fragmentsPending(): boolean {
     return this.fragments.length > 0;
@@ -361,7 +423,7 @@ export class Session {
       return;
     }
     call.pending = { route, ext, flags, payload, credit, metadata };
-    if (this.outActive >= this.peerMaxInflight) {
+    if (this.outActive >= this.peerMaxInflight || this.congested || this.queueHead < this.queue.length) {
       if (this.queue.length - this.queueHead >= this.maxQueuedCalls) {
         this.settleOut(call, new PipitError('RESOURCE_EXHAUSTED', `${this.maxQueuedCalls} calls already queued`));
         return;
@@ -460,9 +522,9 @@ export class Session {
     this.maybeFinishDrain();
   }
 
-  /** Send queued calls while the peer's maxInflight allows. */
+  /** Send queued calls while the peer's maxInflight and our output allow. */
   private pump(): void {
-    while (this.queueHead < this.queue.length && this.outActive < this.peerMaxInflight) {
+    while (this.queueHead < this.queue.length && this.outActive < this.peerMaxInflight && !this.congested) {
       const call = this.queue[this.queueHead]!;
       this.queue[this.queueHead++] = undefined as unknown as OutCall;
       if (this.queueHead === this.queue.length) {
@@ -497,6 +559,7 @@ export class Session {
     }
     const call = new InCall(id, seq, flags, (flags & F_STREAM) !== 0 ? ext?.credit ?? DEFAULT_WIRE_CREDIT : 0);
     if (this.inc.size >= this.maxInflight) {
+      if (this.congested) this.strikes++;
       this.writer.status(id, Status.RESOURCE_EXHAUSTED, `more than ${this.maxInflight} calls in flight`);
       this.signalOutput();
       return; // its DATA fragments, if any, are ignored like those of any unknown id
@@ -554,8 +617,17 @@ export class Session {
     return true;
   }
 
-  /** Run the handler for a complete request. */
+  /** A complete request: run it, or hold it while output is congested (Rule 4). */
   private dispatch(call: InCall, payload: Buffer): void {
+    if (this.congested || this.heldHead < this.held.length) {
+      this.held.push({ call, payload });
+      return;
+    }
+    this.run(call, payload);
+  }
+
+  /** Run the handler for a complete request. */
+  private run(call: InCall, payload: Buffer): void {
     const handler = this.routes.find(call.service, call.method);
     if (typeof handler !== 'function') {
       const code = handler === undefined ? Status.UNKNOWN_SERVICE : Status.UNKNOWN_METHOD;
@@ -627,7 +699,8 @@ export class Session {
           await it.return?.();
           return;
         }
-        if (call.credit <= 0 || call.fragments !== null) {
+        if (call.credit <= 0 || call.fragments !== null || this.congested) {
+          if (this.congested) this.writableWaiters.push(call);
           await new Promise<void>((resolve) => {
             call.creditWaiter = resolve;
           });
@@ -776,6 +849,7 @@ export class Session {
             this.onHello(batch, i);
             break;
           case T_PING:
+            if (this.congested) this.strikes++;
             this.writer.pong(batch.id(i));
             this.signalOutput();
             break;
@@ -1050,8 +1124,10 @@ export class Session {
     this.queueHead = 0;
   }
 
+  /** Close once GOAWAY went both ways and no call remains in either direction (PROTOCOL.md §9.4). */
   private maybeFinishDrain(): void {
-    if (this.phase !== Phase.DRAINING || this.outActive > 0 || this.inc.size > 0 || this.fragments.length > 0) return;
+    if (this.phase !== Phase.DRAINING || !this.goawayReceived) return;
+    if (this.outActive > 0 || this.inc.size > 0 || this.fragments.length > 0) return;
     this.close(null);
   }
 
@@ -1090,6 +1166,9 @@ export class Session {
       this.wake(call);
     }
     this.inc.clear();
+    this.held = [];
+    this.heldHead = 0;
+    this.writableWaiters = [];
     this.reassemblyBytes = 0;
     this.fragments.length = 0;
     this.deadlines = new DeadlineHeap();

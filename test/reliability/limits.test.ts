@@ -124,18 +124,19 @@ describe('reassembly', () => {
 });
 
 describe('output for a peer that never reads', () => {
-  it('the server stops reading once its write buffer passes maxWriteBufferBytes, and serves everything once the peer reads', async () => {
+  it('the server holds work, then stops reading, once its output passes maxWriteBufferBytes; every request is answered once the peer reads', async () => {
     const { child, path } = await serverProcess({ maxWriteBufferBytes: 1 * MiB });
     const raw = await RawPeer.connect(path);
     await child.next('connection');
     const base = await stats(child);
     raw.socket.pause(); // never read
-    const N = 65536;
+    const N = 16384;
     const size = Buffer.alloc(4);
     size.writeUInt32LE(512);
-    // 1.2 MiB of requests that would provoke 33 MiB of responses.
+    // Distinct ids (an id is reused only after its terminal frame, PROTOCOL.md §4): requests
+    // that would provoke 8 MiB of responses, far more than maxInflight (1024) of them.
     for (let i = 0; i < N; i += 4096) {
-      raw.write(Array.from({ length: 4096 }, (_, k) => request((i + k) % 100, 'blob', hex(size))));
+      raw.write(Array.from({ length: 4096 }, (_, k) => request(i + k, 'blob', hex(size))));
     }
     // Wait until the server has stalled: its count stops moving.
     let s = await stats(child, false);
@@ -146,23 +147,25 @@ describe('output for a peer that never reads', () => {
     }
     const stalled = s;
     const stalledGc = await stats(child);
-    // It stopped reading: most requests still wait in the socket, and the queued output is a
-    // fraction of the 33 MiB asked for. (The limit is checked once per event-loop turn, after
-    // every read of that turn was served, so the peak is the limit plus what one turn of
-    // pipelined requests provokes: about 7 MiB here.)
-    expect(stalled.counts.blob).toBeLessThan(N / 2);
-    expect(stalled.maxWritable).toBeLessThan(16 * MiB);
+    // Congested at 1 MiB: later requests are held (at most maxInflight), refused beyond that,
+    // and once the peer keeps pushing, the server stops reading. Output stays near the limit.
+    expect(stalled.counts.blob).toBeLessThan(N / 4);
+    expect(stalled.maxWritable).toBeLessThan(4 * MiB);
     expect(stalledGc.rss - base.rss).toBeLessThan(48 * MiB);
-    // Now read: every request is answered, the buffer never went past its bound.
-    raw.decode = false;
+    // Now read: every request gets exactly one terminal frame, the buffer stayed bounded.
     raw.socket.resume();
-    while (raw.received < N * (4 + 1 + 512)) await new Promise((r) => setTimeout(r, 20));
+    const terminals = await raw.count((f) => (f.type === 'RESPONSE' && f.flags.includes('END')) || f.type === 'STATUS', N, 'answers');
+    const ids = new Set(terminals.map((f) => f.id));
+    expect(ids.size).toBe(N);
+    const refused = terminals.filter((f) => f.type === 'STATUS' && f.code === 7).length;
     const end = await stats(child, false);
-    expect(end.counts.blob).toBe(N);
-    expect(end.maxWritable).toBeLessThan(16 * MiB);
+    expect(end.counts.blob + refused).toBe(N);
+    expect(end.counts.blob).toBeGreaterThan(1024);
+    expect(end.maxWritable).toBeLessThan(4 * MiB);
     console.log(
       `maxWriteBufferBytes 1 MiB: stalled after ${stalled.counts.blob} of ${N} requests (${mib(N * 517)} of responses asked for), ` +
-        `peak write buffer ${mib(stalled.maxWritable)}, server RSS ${mib(base.rss)} -> ${mib(stalledGc.rss)}; all ${N} answered once the peer read`,
+        `peak write buffer ${mib(stalled.maxWritable)}, server RSS ${mib(base.rss)} -> ${mib(stalledGc.rss)}; ` +
+        `once the peer read: ${end.counts.blob} answered, ${refused} refused RESOURCE_EXHAUSTED (beyond maxInflight), peak ${mib(end.maxWritable)}`,
     );
   });
 });

@@ -1,0 +1,17 @@
+import { expect, it } from 'vitest';
+import { Child, RawPeer, hex, socketPath, within } from './fixtures/kit.js';
+const MiB = 1024 * 1024;
+it.each(['syncTicks', 'ticks'])('%s: a caller granting a large credit and never reading cannot make the server queue without bound', async (method) => {
+  const path = socketPath();
+  const child = new Child('proc.mjs', ['listen', path, JSON.stringify({ maxWriteBufferBytes: MiB })], ['--expose-gc']);
+  await child.next('listening');
+  const raw = await RawPeer.connect(path);
+  await child.next('connection');
+  const base = await child.ask({ cmd: 'stats', gc: true }, 'stats');
+  raw.socket.pause();
+  raw.write([{ type: 'REQUEST', flags: ['STREAM', 'EXT'], id: 0, service: 'svc', method, ext: { credit: 300_000 }, payload: hex('1024') }]);
+  await new Promise((r) => setTimeout(r, 1500));
+  const s = await within(child.ask({ cmd: 'stats' }, 'stats'), 20000, 'stats');
+  console.log(method, 'produced', s.produced, 'peak write buffer MiB', (s.maxWritable / MiB).toFixed(0), 'RSS MiB', (base.rss / MiB).toFixed(0), '->', (s.rss / MiB).toFixed(0));
+  expect(s.rss - base.rss).toBeLessThan(64 * MiB);
+}, 60000);
