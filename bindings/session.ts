@@ -1050,7 +1050,13 @@ export class Session {
   takeOutput(): Uint8Array[] {
     this.outputSignalled = false;
     if (this.fragments.length > 0) this.writeFragments();
-    return this.writer.take();
+    const out = this.writer.take();
+    // Taking output is progress even for a transport that never reports a backlog: resume
+    // held work if that is enough. (A transport that does report corrects it right after.)
+    if ((this.heldHead < this.held.length || this.writableWaiters.length > 0 || this.queueHead < this.queue.length) && !this.congested) {
+      this.relieve();
+    }
+    return out;
   }
 
   /** Round-robin one fragment per message until the budget is spent. */

@@ -623,3 +623,20 @@ describe('fragmentation', () => {
     expect(pair.a.session.outgoingCalls).toBe(0);
   });
 });
+
+describe('congested output without a transport backlog report', () => {
+  it('requests held while more than maxWriteBufferBytes is pending run once the output is taken', async () => {
+    const big = Buffer.alloc(300 * 1024, 1);
+    const pair = new Pair({}, { maxWriteBufferBytes: 512 * 1024, services: { s: { big: () => big, small: () => 'ok' } } });
+    pair.flush();
+    const calls = [
+      ...Array.from({ length: 4 }, () => pair.a.session.call('s', 'big', '')),
+      ...Array.from({ length: 4 }, () => pair.a.session.call('s', 'small', '')),
+    ];
+    await pair.settle();
+    const out = await Promise.all(calls);
+    expect(out.slice(0, 4).every((b) => b.equals(big))).toBe(true);
+    expect(out.slice(4).map((b) => b.toString())).toEqual(['ok', 'ok', 'ok', 'ok']);
+    expect(pair.b.session.incomingCalls).toBe(0);
+  });
+});
