@@ -36,6 +36,8 @@ interface Params {
 }
 
 const SELF = fileURLToPath(import.meta.url);
+/** W4's stream window: the default (adaptive) unless PIPIT_BENCH_CREDIT fixes one. */
+const STREAM_CREDIT = process.env.PIPIT_BENCH_CREDIT ? Number(process.env.PIPIT_BENCH_CREDIT) : undefined;
 const PAYLOAD32 = Buffer.alloc(32, 0x61);
 const BULK = Buffer.alloc(64 * 1024);
 for (let i = 0; i < BULK.length; i++) BULK[i] = (i * 31) & 0xff;
@@ -251,7 +253,7 @@ async function pipitClient(path: string, codec: 'ts' | 'wasm'): Promise<Client> 
       const b = Buffer.alloc(4);
       b.writeUInt32LE(n);
       let count = 0;
-      for await (const item of peer.stream('db', 'rows', b, { credit: 1024 })) {
+      for await (const item of peer.stream('db', 'rows', b, STREAM_CREDIT === undefined ? {} : { credit: STREAM_CREDIT })) {
         if (item.length !== 32) throw new Error('wrong item');
         count++;
       }

@@ -20,6 +20,8 @@ export interface StreamControl {
   consumed(n: number): void;
   /** The consumer stopped early (break / return / throw). */
   abandon(): void;
+  /** The consumer asked for an item and none was there (the window may be too small). */
+  starved(): void;
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
@@ -59,6 +61,7 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
       return Promise.reject(e);
     }
     if (this.ended) return Promise.resolve(DONE);
+    this.control?.starved();
     return new Promise((resolve, reject) => {
       this.waiting = resolve;
       this.failWaiting = reject;

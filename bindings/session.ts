@@ -58,8 +58,14 @@ export interface SessionOptions {
   maxQueuedCalls?: number;
   /** Bytes of partial messages held at once across all calls. Defaults to 64 MiB. */
   maxReassemblyBytes?: number;
-  /** Initial credit (stream window) we grant per stream call. Defaults to 128. */
+  /**
+   * Initial credit (stream window) we grant per stream call. Unless a call sets `credit`, the
+   * window then grows (doubling) while the consumer finds no item waiting, up to
+   * maxStreamWindowBytes of messages of the average size seen. Defaults to 128.
+   */
   initialCredit?: number;
+  /** Bytes of stream messages an adaptive window may let the producer send ahead. Defaults to 1 MiB. */
+  maxStreamWindowBytes?: number;
   /**
    * Output waiting to be written (ours plus the transport's backlog, see setBacklog) above
    * which we are congested: new incoming requests are held, stream producers wait, our own
@@ -82,7 +88,10 @@ export interface CallOptions {
 }
 
 export interface StreamOptions extends CallOptions {
-  /** Stream window: items the producer may send ahead of the consumer. Defaults to the session's initialCredit. */
+  /**
+   * Stream window: items the producer may send ahead of the consumer. Set, it is fixed;
+   * unset, it starts at the session's initialCredit and adapts (see SessionOptions).
+   */
   credit?: number;
 }
 
@@ -116,6 +125,10 @@ class OutCall {
   credit = 0;
   unacked = 0;
   window = 0;
+  /** The window may grow (no explicit credit): items and bytes received so far. */
+  adaptive = false;
+  itemsIn = 0;
+  bytesIn = 0;
   deadline = NO_DEADLINE;
   /** Session clock when the call was opened (calls with a deadline). */
   openedAt = 0;
@@ -185,6 +198,8 @@ interface FragmentSender {
 const EMPTY_METADATA: Record<string, string> = Object.freeze({}) as Record<string, string>;
 const EMPTY = Buffer.alloc(0);
 
+/** Largest window an adaptive stream grows to (items). */
+const MAX_ADAPTIVE_WINDOW = 65536;
 /** Max bytes of fragments written per takeOutput(), so small frames interleave. */
 const FRAGMENT_BUDGET = 256 * 1024;
 /** Status messages are cut to this many characters. */
@@ -198,6 +213,7 @@ export class Session {
   readonly maxQueuedCalls: number;
   readonly maxReassemblyBytes: number;
   readonly initialCredit: number;
+  readonly maxStreamWindowBytes: number;
   readonly maxWriteBufferBytes: number;
   /** The peer's limits: defaults until its HELLO arrives. */
   peerMaxFrameBytes = DEFAULT_MAX_FRAME_BYTES;
@@ -257,6 +273,7 @@ export class Session {
     this.maxQueuedCalls = positive(options.maxQueuedCalls ?? 65536, 'maxQueuedCalls');
     this.maxReassemblyBytes = positive(options.maxReassemblyBytes ?? 64 * 1024 * 1024, 'maxReassemblyBytes');
     this.initialCredit = positive(options.initialCredit ?? 128, 'initialCredit');
+    this.maxStreamWindowBytes = positive(options.maxStreamWindowBytes ?? 1024 * 1024, 'maxStreamWindowBytes');
     this.maxWriteBufferBytes = positive(options.maxWriteBufferBytes ?? 4 * 1024 * 1024, 'maxWriteBufferBytes');
     this.routes = new RouteTable(options.services);
     this.peerRef = options.peer;
@@ -360,8 +377,10 @@ export class Session {
     }
     call.window = window;
     call.credit = window;
+    call.adaptive = options.credit === undefined;
     stream.control = {
       consumed: (n) => this.consumed(call, n),
+      starved: () => this.starved(call),
       abandon: () => this.cancelOut(call, new PipitError('CANCELLED', 'stream abandoned by the consumer')),
     };
     try {
@@ -468,6 +487,26 @@ export class Session {
       call.unacked = 0;
       this.signalOutput();
     }
+  }
+
+  /**
+   * The consumer waits with nothing queued: the window may be too small for the round trip,
+   * so quadruple it, as far as maxStreamWindowBytes of messages of the average size seen allows
+   * (one extra CREDIT, no per-item cost). A slow consumer is never starved, so its window
+   * stays where it is; a slow producer may grow it to the byte cap, which bounds it.
+   */
+  private starved(call: OutCall): void {
+    if (!call.adaptive || call.settled || call.itemsIn === 0 || this.out[call.id] !== call) return;
+    const avg = Math.max(1, call.bytesIn / call.itemsIn);
+    const cap = Math.min(MAX_ADAPTIVE_WINDOW, Math.floor(this.maxStreamWindowBytes / avg));
+    const next = Math.min(call.window * 4, cap);
+    if (next <= call.window) return;
+    const grant = next - call.window + call.unacked;
+    call.window = next;
+    call.unacked = 0;
+    call.credit += grant;
+    this.writer.credit(call.id, grant);
+    this.signalOutput();
   }
 
   /** User-side cancellation (signal, abandon, deadline): settle now, CANCEL the peer, keep the id until the terminal. */
@@ -913,7 +952,11 @@ export class Session {
       message = call.settled ? EMPTY : batch.body(i);
     }
     if (call.stream !== null) {
-      if (!call.settled) call.stream.push(message);
+      if (!call.settled) {
+        call.itemsIn++;
+        call.bytesIn += message.length;
+        call.stream.push(message);
+      }
       if (flags & F_END) {
         this.settleOut(call, EMPTY);
         this.releaseOut(call);

@@ -397,3 +397,44 @@ describe('consumer leaves early', () => {
     expect(end.session.outgoingCalls).toBe(0);
   });
 });
+
+describe('adaptive stream window', () => {
+  async function lead(options: { credit?: number }, session: { initialCredit?: number; maxStreamWindowBytes?: number }) {
+    let produced = 0;
+    const pair = new Pair(session, {
+      services: {
+        s: {
+          *rows() {
+            for (let i = 0; i < 4000; i++) {
+              produced++;
+              yield Buffer.alloc(100, i & 0xff);
+            }
+          },
+        },
+      },
+    });
+    let read = 0;
+    let maxLead = 0;
+    const reading = (async () => {
+      for await (const item of pair.a.session.stream('s', 'rows', '', options)) {
+        if (item.length !== 100) throw new Error('bad item');
+        read++;
+        maxLead = Math.max(maxLead, produced - read);
+      }
+    })();
+    await pair.settle(2000);
+    await reading;
+    expect(read).toBe(4000);
+    return maxLead;
+  }
+
+  it('grows while the consumer is starved, up to maxStreamWindowBytes of average-size items', async () => {
+    const maxLead = await lead({}, { initialCredit: 16, maxStreamWindowBytes: 64 * 1024 });
+    expect(maxLead).toBeGreaterThan(16); // it grew
+    expect(maxLead).toBeLessThanOrEqual(655); // 64 KiB / 100 B
+  });
+
+  it('stays fixed when the call sets credit', async () => {
+    expect(await lead({ credit: 16 }, { maxStreamWindowBytes: 64 * 1024 })).toBeLessThanOrEqual(16);
+  });
+});
