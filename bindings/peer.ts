@@ -181,6 +181,10 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   private afterInput(): void {
     if (this.session.closed) return;
+    // Output this chunk produced synchronously (sync handlers, CREDIT, PONG) leaves now, as
+    // one write for the chunk; output produced later in the turn still waits for the check
+    // phase. Saves a loop phase per request/response round trip.
+    if (this.flushScheduled) this.flush();
     if (this.session.overloaded) this.pauseReading();
     this.armTimer();
   }
