@@ -43,6 +43,9 @@ export interface InPlaceReader {
 
 const now = (): number => performance.now();
 
+/** After a graceful end, how long the other side may take to end too before we destroy. */
+const CLOSE_GRACE_MS = 2000;
+
 export class Peer extends EventEmitter<PeerEvents> {
   readonly session: Session;
   private readonly decoder: Decoder;
@@ -301,12 +304,18 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
     if (this.paused) stream.resume();
     stream.end();
-    // A Duplex whose other side never closes would keep us waiting: destroy after the end is flushed.
-    stream.once('finish', () => {
-      setImmediate(() => {
-        if (!stream.destroyed) stream.destroy();
-      });
-    });
+    if (this.closeError !== null) {
+      // Failed connection: nothing more is wanted from the other side.
+      stream.once('finish', () => setImmediate(() => stream.destroy()));
+      return;
+    }
+    // Graceful: wait for the other side's end too (a socket closes by itself then). Destroying
+    // as soon as our end is flushed would make a frame the other side is still writing (a
+    // CREDIT, say) fail with EPIPE, and that error can cut off answers it has not read yet.
+    // A Duplex whose other side never ends is destroyed after a grace period.
+    const grace = setTimeout(() => stream.destroy(), CLOSE_GRACE_MS);
+    grace.unref();
+    stream.once('close', () => clearTimeout(grace));
   }
 
   private emitClose(): void {
