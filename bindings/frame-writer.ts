@@ -8,7 +8,7 @@
  * it likes.
  */
 import {
-  EXT_CREDIT, EXT_DEADLINE, EXT_METADATA, F_EXT, F_TEXT, MAX_NAME_BYTES, T_CANCEL, T_CREDIT, T_DATA,
+  EXT_CREDIT, EXT_DEADLINE, EXT_METADATA, F_EXT, MAX_NAME_BYTES, T_CANCEL, T_CREDIT, T_DATA,
   T_ERROR, T_EXTENSION, T_GOAWAY, T_HELLO, T_PING, T_PONG, T_REQUEST, T_RESPONSE, T_STATUS, WORD_BYTES,
   MAX_LENGTH_FIELD,
 } from './constants.js';
@@ -265,7 +265,3 @@ export function encodeExt(ext: RequestExt): Uint8Array | null {
   return parts.length === 0 ? null : Uint8Array.from(parts);
 }
 
-/** Exposed for encoders that want the text flag computed from the payload's type. */
-export function textFlag(payload: Payload): number {
-  return typeof payload === 'string' ? F_TEXT : 0;
-}

@@ -23,7 +23,7 @@ import { selectCodec, type CodecChoice } from './codec-select.js';
 import { PipitError } from './errors.js';
 import type { Payload } from './frame-writer.js';
 import type { MessageStream } from './message-stream.js';
-import type { Service, Services } from './routes.js';
+import type { Service } from './routes.js';
 import { Session, type CallOptions, type SessionOptions, type StreamOptions } from './session.js';
 
 export interface PeerOptions extends Omit<SessionOptions, 'peer'> {
@@ -121,11 +121,6 @@ export class Peer extends EventEmitter<PeerEvents> {
     return this;
   }
 
-  /** Services as a whole object. */
-  handleAll(services: Services): this {
-    for (const [name, svc] of Object.entries(services)) this.session.handle(name, svc);
-    return this;
-  }
 
   /** Round trip time in milliseconds (PING/PONG). */
   ping(): Promise<number> {

@@ -5,30 +5,10 @@
 import { describe, expect, it } from 'vitest';
 import { Pair } from './helpers/pair.js';
 import { encodeFrames, type VFrame } from './helpers/frames.js';
-import { Tap, consume, deferred, inject, lone, track, turn, type Deferred, type Outcome, type StreamOutcome } from './helpers/session-kit.js';
+import { Tap, consume, deferred, inject, lone, track, turn, type Outcome, type StreamOutcome, parked } from './helpers/session-kit.js';
 import { PipitError, ProtocolError } from '../bindings/errors.js';
 import { Status } from '../bindings/constants.js';
-import type { HandlerContext } from '../bindings/routes.js';
 
-/** Handlers that wait until released or aborted, recording their context. */
-function parked() {
-  const calls: Array<{ payload: string; ctx: HandlerContext; gate: Deferred<string> }> = [];
-  const service = {
-    wait(p: Buffer, ctx: HandlerContext) {
-      const gate = deferred<string>();
-      calls.push({ payload: p.toString(), ctx, gate });
-      ctx.signal.addEventListener('abort', () => gate.reject(ctx.signal.reason));
-      return gate.promise;
-    },
-    async *feed(_p: Buffer, ctx: HandlerContext) {
-      const gate = deferred<string>();
-      calls.push({ payload: 'feed', ctx, gate });
-      ctx.signal.addEventListener('abort', () => gate.reject(ctx.signal.reason));
-      yield await gate.promise;
-    },
-  };
-  return { calls, service };
-}
 
 async function microtasks(n = 10): Promise<void> {
   for (let i = 0; i < n; i++) await Promise.resolve();

@@ -4,23 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Pair } from './helpers/pair.js';
-import { Tap, consume, deferred, deliverOnce, inject, lone, pattern, track, turn, type Deferred } from './helpers/session-kit.js';
+import { Tap, consume, deferred, deliverOnce, inject, lone, pattern, track, turn, type Deferred, parked } from './helpers/session-kit.js';
 import { PipitError } from '../bindings/errors.js';
 import type { HandlerContext } from '../bindings/routes.js';
 
-/** A service whose handler waits until released or aborted, recording its context. */
-function parked() {
-  const calls: Array<{ payload: string; ctx: HandlerContext; gate: Deferred<string> }> = [];
-  const service = {
-    wait(p: Buffer, ctx: HandlerContext) {
-      const gate = deferred<string>();
-      calls.push({ payload: p.toString(), ctx, gate });
-      ctx.signal.addEventListener('abort', () => gate.reject(ctx.signal.reason));
-      return gate.promise;
-    },
-  };
-  return { calls, service };
-}
 
 describe('cancellation', () => {
   it('a signal aborted before the call is sent fails it with CANCELLED and sends nothing', async () => {

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Pair } from './helpers/pair.js';
-import { Tap, consume, deferred, inject, lone, track, turn } from './helpers/session-kit.js';
+import { Tap, consume, inject, lone, track, turn } from './helpers/session-kit.js';
 import { PipitError } from '../bindings/errors.js';
 import type { HandlerContext } from '../bindings/routes.js';
 

@@ -8,6 +8,7 @@ import type { Decoder } from '../../bindings/codec.js';
 import { PipitError } from '../../bindings/errors.js';
 import type { MessageStream } from '../../bindings/message-stream.js';
 import type { Session, SessionOptions } from '../../bindings/session.js';
+import type { HandlerContext } from '../../bindings/routes.js';
 import { End } from './pair.js';
 import { encodeFrames, rowToFrame, type VFrame } from './frames.js';
 
@@ -198,4 +199,24 @@ export function pattern(n: number, seed = 1): Buffer {
     b[i] = x & 0xff;
   }
   return b;
+}
+
+/** Handlers that wait until released or aborted, recording their context. */
+export function parked() {
+  const calls: Array<{ payload: string; ctx: HandlerContext; gate: Deferred<string> }> = [];
+  const service = {
+    wait(p: Buffer, ctx: HandlerContext) {
+      const gate = deferred<string>();
+      calls.push({ payload: p.toString(), ctx, gate });
+      ctx.signal.addEventListener('abort', () => gate.reject(ctx.signal.reason));
+      return gate.promise;
+    },
+    async *feed(_p: Buffer, ctx: HandlerContext) {
+      const gate = deferred<string>();
+      calls.push({ payload: 'feed', ctx, gate });
+      ctx.signal.addEventListener('abort', () => gate.reject(ctx.signal.reason));
+      yield await gate.promise;
+    },
+  };
+  return { calls, service };
 }
