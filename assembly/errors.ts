@@ -1,5 +1,5 @@
 // Codec error codes returned to TS (never thrown). Mirrors E_* in bindings/constants.ts;
-// PROTOCOL.md lists what each one means and the order in which a frame is checked.
+// spec/PROTOCOL.md lists what each one means and the order in which a frame is checked.
 
 export const E_OK: u32 = 0;
 export const E_FRAME_TOO_LARGE: u32 = 1;

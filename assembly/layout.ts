@@ -1,5 +1,5 @@
 // Wire layout and frame-table layout. Mirrors bindings/constants.ts (which is normative,
-// see PROTOCOL.md); test/wasm.test.ts checks that the two agree through the decoded frames.
+// see spec/PROTOCOL.md); test/wasm.test.ts checks that the two agree through the decoded frames.
 
 // ---- Frame word --------------------------------------------------------------
 /** Bytes of the leading little-endian word: u24 length + type nibble + flags nibble. */

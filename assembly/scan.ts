@@ -9,7 +9,7 @@
  * it exactly as bindings/codec-ts.ts does, and appends one row of STRIDE i32 per frame to
  * the table. Only integers cross the boundary: pointers, lengths, counts and E_* codes.
  *
- * Per frame, in this order (PROTOCOL.md, validation):
+ * Per frame, in this order (spec/PROTOCOL.md, validation):
  *   1. as soon as the 4-byte word is present: too large (4 + LENGTH > max), too short
  *      (LENGTH 0), reserved type, reserved flags. A partial frame whose word passes is
  *      reported through R_NEED so TS knows how much it must still buffer; a partial frame
@@ -75,7 +75,7 @@ function readVarint(p: usize, end: usize): u32 {
   return E_BAD_VARINT;
 }
 
-/** Word checks, in the order PROTOCOL.md gives. `max` is maxFrameBytes. */
+/** Word checks, in the order spec/PROTOCOL.md gives. `max` is maxFrameBytes. */
 // @ts-ignore: decorator
 @inline
 function checkWord(len: u32, tf: u32, max: u32): u32 {

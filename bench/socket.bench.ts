@@ -7,7 +7,7 @@
  * (`npm run bench` runs it with the codec bench and writes bench/RESULTS.md.)
  *   PIPIT_BENCH_PROF=dir writes a --cpu-prof profile of every process into dir.
  *
- * Workloads (PROTOCOL.md §16 for the wire sizes):
+ * Workloads (spec/PROTOCOL.md §16 for the wire sizes):
  *   W1 latency: sequential unary calls, 32-byte payload, 1 in flight: p50, p99 (µs)
  *   W2 throughput: 64 unary calls in flight, 32-byte payload: calls/s
  *   W3 bulk: 64 KiB echo, 8 in flight: MiB/s of request payload

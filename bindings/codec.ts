@@ -255,7 +255,7 @@ export interface RequestExt {
   metadata?: Array<[string, string]>;
 }
 
-/** Parse REQUEST ext entries in [start, end). Unknown tags are skipped (PROTOCOL.md). */
+/** Parse REQUEST ext entries in [start, end). Unknown tags are skipped (spec/PROTOCOL.md). */
 export function parseExt(b: Uint8Array, start: number, end: number, frameOffset = -1): RequestExt {
   const ext: RequestExt = {};
   const v: VarintResult = { value: 0, next: start };

@@ -1,12 +1,12 @@
 /**
- * Wire constants of pipit v1. Every value here is normative: see PROTOCOL.md.
+ * Wire constants of pipit v1. Every value here is normative: see spec/PROTOCOL.md.
  * A change to any of them changes the wire format and the shared test vectors.
  */
 
 /** Protocol version this implementation speaks (HELLO id). */
 export const PROTOCOL_VERSION = 1;
 
-// ---- Frame word (PROTOCOL.md §2) ----------------------------------------
+// ---- Frame word (spec/PROTOCOL.md §2) ----------------------------------------
 /** Bytes of the leading little-endian word: u24 length + type nibble + flags nibble. */
 export const WORD_BYTES = 4;
 /** Largest value of the u24 LENGTH field (bytes after the word). */
@@ -82,7 +82,7 @@ export const DEFAULT_MAX_INFLIGHT = 1024;
 /** Names are length-prefixed by one byte. */
 export const MAX_NAME_BYTES = 255;
 
-// ---- Status codes (PROTOCOL.md, status table) ------------------------------
+// ---- Status codes (spec/PROTOCOL.md, status table) ------------------------------
 export const Status = {
   OK: 0,
   CANCELLED: 1,
@@ -106,7 +106,7 @@ export const STATUS_NAMES: readonly StatusName[] = [
   'DEADLINE_EXCEEDED', 'RESOURCE_EXHAUSTED', 'UNAVAILABLE', 'PROTOCOL_ERROR', 'INTERNAL',
 ];
 
-// ---- Codec error codes (scanner → TS), PROTOCOL.md validation table ------------
+// ---- Codec error codes (scanner → TS), spec/PROTOCOL.md validation table ------------
 export const E_OK = 0;
 export const E_FRAME_TOO_LARGE = 1;
 export const E_FRAME_TOO_SHORT = 2;

@@ -1,7 +1,7 @@
 import { APP_STATUS_MIN, CODEC_ERROR_NAMES, STATUS_NAMES, Status, type StatusName } from './constants.js';
 
 /**
- * Every failure pipit reports. `code` is a status name from PROTOCOL.md (or
+ * Every failure pipit reports. `code` is a status name from spec/PROTOCOL.md (or
  * 'CONNECTION_CLOSED', which is local only, or 'UNKNOWN' for a reserved number this
  * version does not know). `status` is the numeric code sent on the wire: for an
  * application-defined status (>= 256) `code` is 'APPLICATION_ERROR' and `status` the number.

@@ -2,7 +2,7 @@
  * MessageStream: the caller's side of a stream call, an AsyncIterable of response messages.
  *
  * Items arrive only as far as credit was granted, so the queue never holds more than the
- * window. Consuming items returns credit in batches (half the window at a time, PROTOCOL.md
+ * window. Consuming items returns credit in batches (half the window at a time, spec/PROTOCOL.md
  * credits): the session is told through `onConsumed`. Leaving a `for await` early calls
  * `return()`, which cancels the call.
  */

@@ -197,7 +197,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     if (err === null && !this.session.closed) {
       const tail = this.decoder.end();
       if (tail !== null) {
-        // The stream ended inside a frame: the connection is gone (PROTOCOL.md §10.3), with
+        // The stream ended inside a frame: the connection is gone (spec/PROTOCOL.md §10.3), with
         // the truncation as the cause.
         this.session.transportClosed(tail);
         return;

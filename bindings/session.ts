@@ -9,7 +9,7 @@
  * `nextDeadline()` when to call `tick(now)`. Handlers are invoked from here, so a pair of
  * sessions joined in memory is a complete, deterministic test bed.
  *
- * Two call tables, one per direction (PROTOCOL.md, ids):
+ * Two call tables, one per direction (spec/PROTOCOL.md, ids):
  *   - `out`: calls we opened, indexed by our id. Ids are reused, smallest-ish first (a
  *     free stack), so they stay one byte. An id is released only when the call's terminal
  *     frame (RESPONSE|END or STATUS) arrives, even if the user already saw a timeout or
@@ -458,7 +458,7 @@ export class Session {
     const p = call.pending!;
     call.pending = null;
     if (call.deadline !== NO_DEADLINE && this.clock > call.openedAt) {
-      // It waited in the queue: the deadline on the wire is the time left (PROTOCOL.md §8.5).
+      // It waited in the queue: the deadline on the wire is the time left (spec/PROTOCOL.md §8.5).
       p.ext = encodeExt({ deadlineMs: Math.max(0, Math.ceil(call.deadline - this.clock)), credit: p.credit, metadata: p.metadata });
     }
     const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.nextId++;
@@ -1173,7 +1173,7 @@ export class Session {
     this.queueHead = 0;
   }
 
-  /** Close once GOAWAY went both ways and no call remains in either direction (PROTOCOL.md §9.4). */
+  /** Close once GOAWAY went both ways and no call remains in either direction (spec/PROTOCOL.md §9.4). */
   private maybeFinishDrain(): void {
     if (this.phase !== Phase.DRAINING || !this.goawayReceived) return;
     if (this.outActive > 0 || this.inc.size > 0 || this.fragments.length > 0) return;

@@ -22,7 +22,7 @@ interface VCase {
   atEnd?: boolean;
 }
 
-const VECTOR_DIR = join(import.meta.dirname, 'vectors');
+const VECTOR_DIR = join(import.meta.dirname, '..', 'spec', 'vectors');
 const cases: VCase[] = readdirSync(VECTOR_DIR)
   .filter((f) => f.endsWith('.json'))
   .flatMap((f) => (JSON.parse(readFileSync(join(VECTOR_DIR, f), 'utf8')) as { cases: VCase[] }).cases);

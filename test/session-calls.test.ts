@@ -283,7 +283,7 @@ describe('concurrency', () => {
     expect(pair.a.session.outgoingCalls).toBe(0);
   });
 
-  it('the exact bytes of the reference call match PROTOCOL.md §16', async () => {
+  it('the exact bytes of the reference call match spec/PROTOCOL.md §16', async () => {
     const payload = pattern(32, 3);
     const answer = pattern(32, 4);
     const pair = new Pair({}, { services: { db: { query: () => answer } } });

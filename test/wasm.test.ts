@@ -75,9 +75,9 @@ describe('assembly constants', () => {
 
 describe('debug module (asserts on)', () => {
   const debugCodec = createWasmCodec({ bytes: () => readFileSync(join(ROOT, 'build/pipit.debug.wasm')) });
-  const cases = readdirSync(join(ROOT, 'test/vectors'))
+  const cases = readdirSync(join(ROOT, 'spec/vectors'))
     .filter((f) => f.endsWith('.json'))
-    .flatMap((f) => (JSON.parse(readFileSync(join(ROOT, 'test/vectors', f), 'utf8')) as {
+    .flatMap((f) => (JSON.parse(readFileSync(join(ROOT, 'spec/vectors', f), 'utf8')) as {
       cases: Array<{ name: string; hex: string; maxFrameBytes?: number; frames: VFrame[]; error: VError | null }>;
     }).cases);
 

@@ -133,7 +133,7 @@ describe('output for a peer that never reads', () => {
     const N = 16384;
     const size = Buffer.alloc(4);
     size.writeUInt32LE(512);
-    // Distinct ids (an id is reused only after its terminal frame, PROTOCOL.md §4): requests
+    // Distinct ids (an id is reused only after its terminal frame, spec/PROTOCOL.md §4): requests
     // that would provoke 8 MiB of responses, far more than maxInflight (1024) of them.
     for (let i = 0; i < N; i += 4096) {
       raw.write(Array.from({ length: 4096 }, (_, k) => request(i + k, 'blob', hex(size))));
