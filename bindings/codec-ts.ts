@@ -11,7 +11,7 @@
 import {
   ALLOWED_FLAGS, COL_AUX, COL_BODY_LEN, COL_BODY_OFF, COL_EXT_LEN, COL_EXT_OFF, COL_HEAD, COL_ID,
   COL_NAMES, E_BAD_BODY, E_BAD_EXT, E_BAD_FLAGS, E_EXT_OVERRUN, E_FRAME_TOO_LARGE, E_FRAME_TOO_SHORT,
-  E_NAME_OVERRUN, E_TRUNCATED, EXT_CREDIT, EXT_DEADLINE, EXT_METADATA, E_UNKNOWN_TYPE, F_END, F_EXT, F_FOLLOWS, STRIDE, T_CANCEL, T_CREDIT,
+  E_INCOMPLETE, E_NAME_OVERRUN, EXT_CREDIT, EXT_DEADLINE, EXT_METADATA, E_UNKNOWN_TYPE, F_END, F_EXT, F_FOLLOWS, STRIDE, T_CANCEL, T_CREDIT,
   T_DATA, T_ERROR, T_EXTENSION, T_GOAWAY, T_HELLO, T_PING, T_PONG, T_REQUEST, T_RESPONSE, T_STATUS,
   WORD_BYTES,
 } from './constants.js';
@@ -117,7 +117,7 @@ class TsDecoder implements Decoder {
   end(): ProtocolError | null {
     if (this.dead !== null) return this.dead;
     if (this.carryLen > 0) {
-      this.dead = codecError(E_TRUNCATED, this.offset, `stream ended inside a frame (${this.carryLen} bytes)`);
+      this.dead = codecError(E_INCOMPLETE, this.offset, `stream ended inside a frame (${this.carryLen} bytes)`);
       return this.dead;
     }
     return null;

@@ -43,7 +43,7 @@
  * Rows then use buffer 0.
  */
 import {
-  CODEC_ERROR_NAMES, COL_HEAD, E_TRUNCATED, MAX_FRAME_BYTES_LIMIT, MAX_LENGTH_FIELD, STRIDE, T_REQUEST,
+  CODEC_ERROR_NAMES, COL_HEAD, E_INCOMPLETE, MAX_FRAME_BYTES_LIMIT, MAX_LENGTH_FIELD, STRIDE, T_REQUEST,
 } from './constants.js';
 import { type Codec, type Decoder, EMPTY, FastBuffer, FrameBatch } from './codec.js';
 import { tsCodec } from './codec-ts.js';
@@ -281,7 +281,7 @@ class WasmDecoder implements InPlaceDecoder {
     if (this.dead !== null) return this.dead;
     const pending = this.pending;
     if (pending > 0) {
-      this.dead = codecError(E_TRUNCATED, this.offset, `stream ended inside a frame (${pending} bytes)`);
+      this.dead = codecError(E_INCOMPLETE, this.offset, `stream ended inside a frame (${pending} bytes)`);
       return this.dead;
     }
     return null;

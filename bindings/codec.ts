@@ -194,7 +194,7 @@ export interface Decoder {
    * @param retainable false when `chunk` is a buffer the caller will overwrite (onread).
    */
   push(chunk: Uint8Array, retainable?: boolean): FrameBatch;
-  /** The stream ended: a partial frame left over is E_TRUNCATED, else null. */
+  /** The stream ended: a partial frame left over is E_INCOMPLETE, else null. */
   end(): ProtocolError | null;
   /** Bytes of a partial frame carried over. */
   readonly pending: number;

@@ -118,10 +118,13 @@ export const E_NAME_OVERRUN = 7;
 export const E_EXT_OVERRUN = 8;
 export const E_BAD_EXT = 9;
 export const E_BAD_BODY = 10;
+/** Not found while scanning: the byte stream ended inside a frame (reported by `end()`). */
+export const E_INCOMPLETE = 11;
 
 export const CODEC_ERROR_NAMES: readonly string[] = [
   'E_OK', 'E_FRAME_TOO_LARGE', 'E_FRAME_TOO_SHORT', 'E_UNKNOWN_TYPE', 'E_BAD_FLAGS',
   'E_BAD_VARINT', 'E_TRUNCATED', 'E_NAME_OVERRUN', 'E_EXT_OVERRUN', 'E_BAD_EXT', 'E_BAD_BODY',
+  'E_INCOMPLETE',
 ];
 
 // ---- Frame table (one row of STRIDE int32 per decoded frame) --------------------

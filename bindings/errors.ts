@@ -91,4 +91,5 @@ const CODEC_MESSAGES: Record<number, string> = {
   8: 'ext block runs past the end of the frame',
   9: 'malformed ext block',
   10: 'malformed frame body',
+  11: 'the byte stream ended inside a frame',
 };

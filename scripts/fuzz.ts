@@ -192,7 +192,7 @@ export function decodeChecked(codec: Codec, chunks: Uint8Array[], max: number): 
   }
   if (tail !== null) {
     const err = checkError(kind, tail, fed);
-    if (err.reason !== 'E_TRUNCATED') throw new Error(`${kind}: end() reported ${err.reason}, expected E_TRUNCATED`);
+    if (err.reason !== 'E_INCOMPLETE') throw new Error(`${kind}: end() reported ${err.reason}, expected E_INCOMPLETE`);
     if (dec.pending === 0) throw new Error(`${kind}: end() reported a partial frame, but nothing is pending`);
     return { frames, error: `${err.reason}@${err.offset}` };
   }

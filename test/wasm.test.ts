@@ -249,11 +249,11 @@ describe('large frames (collected outside linear memory)', () => {
     expect(body!.equals(big)).toBe(true);
   });
 
-  it('end of stream inside a large frame is E_TRUNCATED at its first byte', () => {
+  it('end of stream inside a large frame is E_INCOMPLETE at its first byte', () => {
     const dec = wasmCodec.createDecoder(1 << 20);
     expect(dec.push(bytes.subarray(0, 100_000)).count).toBe(1);
     expect(dec.pending).toBe(100_000 - 5);
-    expect(dec.end()).toMatchObject({ reason: 'E_TRUNCATED', offset: 5 });
+    expect(dec.end()).toMatchObject({ reason: 'E_INCOMPLETE', offset: 5 });
   });
 });
 
