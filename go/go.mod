@@ -1,0 +1,3 @@
+module github.com/pipit-rpc/pipit/go
+
+go 1.25
