@@ -31,6 +31,9 @@ type vFrame struct {
 	Message  *string     `json:"message,omitempty"`
 	Credit   *uint32     `json:"credit,omitempty"`
 	Settings [][2]uint32 `json:"settings,omitempty"`
+	// scenarios only
+	PayloadText   *string `json:"payloadText,omitempty"`
+	MessagePrefix *string `json:"messagePrefix,omitempty"`
 }
 
 type vError struct {
@@ -139,6 +142,12 @@ func fromV(t testing.TB, b []byte, v vFrame) []byte {
 		fl |= map[string]Flags{"STREAM": 1, "END": 1, "TEXT": 2, "FOLLOWS": 4, "EXT": 8}[n]
 	}
 	payload := func() []byte {
+		if v.PayloadText != nil {
+			return []byte(*v.PayloadText)
+		}
+		if v.Payload == nil {
+			return nil
+		}
 		p, err := hex.DecodeString(*v.Payload)
 		if err != nil {
 			t.Fatal(err)
@@ -174,11 +183,11 @@ func fromV(t testing.TB, b []byte, v vFrame) []byte {
 	case "DATA":
 		return AppendData(b, v.ID, fl, payload())
 	case "STATUS":
-		return AppendStatus(b, v.ID, *v.Code, *v.Message)
+		return AppendStatus(b, v.ID, *v.Code, msgOf(v))
 	case "GOAWAY":
-		return AppendGoaway(b, v.ID, *v.Code, *v.Message)
+		return AppendGoaway(b, v.ID, *v.Code, msgOf(v))
 	case "ERROR":
-		return AppendError(b, *v.Code, *v.Message)
+		return AppendError(b, *v.Code, msgOf(v))
 	case "CANCEL":
 		return AppendCancel(b, v.ID)
 	case "CREDIT":
@@ -403,4 +412,11 @@ func TestDBQueryPairIs83Bytes(t *testing.T) {
 	if len(b) != 83 {
 		t.Fatalf("%d bytes", len(b))
 	}
+}
+
+func msgOf(v vFrame) string {
+	if v.Message == nil {
+		return ""
+	}
+	return *v.Message
 }

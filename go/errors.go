@@ -73,6 +73,7 @@ const (
 	ViolationDataComplete     = "E_DATA_COMPLETE"
 	ViolationOKMidMessage     = "E_OK_MID_MESSAGE"
 	ViolationSecondGoaway     = "E_SECOND_GOAWAY"
+	ViolationBadGoaway        = "E_BAD_GOAWAY"
 )
 
 // Code is a status code (§13).
@@ -203,5 +204,5 @@ func cutMessage(s string) string {
 var sessionViolations = []string{
 	ViolationBadHello, ViolationIDInUse, ViolationNoSuchCall, ViolationSecondMessage,
 	ViolationNoCredit, ViolationCreditOverflow, ViolationTextContinuation,
-	ViolationDataComplete, ViolationOKMidMessage, ViolationSecondGoaway,
+	ViolationDataComplete, ViolationOKMidMessage, ViolationSecondGoaway, ViolationBadGoaway,
 }

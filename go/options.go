@@ -27,6 +27,8 @@ type Options struct {
 	MaxWriteBufferBytes int
 	// NoHello skips sending HELLO (the peer then assumes the wire defaults of §11.3).
 	NoHello bool
+	// NoIntrospection turns off the $pipit/methods method (§8.11).
+	NoIntrospection bool
 }
 
 func (o *Options) setDefaults() {

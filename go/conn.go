@@ -1,0 +1,3 @@
+package pipit
+
+type inUser struct{}
