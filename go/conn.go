@@ -1,3 +1,720 @@
 package pipit
 
-type inUser struct{}
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Conn is one pipit connection over a byte stream. Both ends serve and call on it.
+//
+// One reader goroutine reads into the decoder's buffer and feeds the session; it never
+// waits for a consumer. One writer goroutine takes the session's output (callers encode
+// frames under a short lock and kick it), swaps buffers and writes with a vectored write
+// outside the lock. Handlers run on goroutines of their own.
+type Conn struct {
+	rwc  io.ReadWriteCloser
+	mux  *Mux
+	base context.Context
+
+	mu       sync.Mutex
+	s        *Session
+	events   []Event
+	timer    *time.Timer
+	timerAt  time.Time
+	pings    map[uint32]chan time.Duration
+	closeErr *Error
+	sessDone chan struct{} // closed when the session closes
+	writing  bool
+
+	dec      *Decoder
+	kick     chan struct{}
+	relieved chan struct{}
+	wbufs    [][]byte
+
+	readerDone chan struct{}
+	writerDone chan struct{}
+	done       chan struct{}
+	closeOnce  sync.Once
+}
+
+// closeGrace is how long a finished connection waits for the other side's end (§9.4).
+const closeGrace = 2 * time.Second
+
+// NewConn starts a pipit connection over rwc, serving mux (nil: no services), with the
+// given options (zero fields take the defaults).
+func NewConn(rwc io.ReadWriteCloser, mux *Mux, opt Options) *Conn {
+	var router Router
+	if mux != nil {
+		router = mux
+	}
+	c := &Conn{
+		rwc:        rwc,
+		mux:        mux,
+		base:       context.Background(),
+		s:          NewSession(opt, router),
+		sessDone:   make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+		relieved:   make(chan struct{}, 1),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	c.dec = NewDecoder(c.s.opt.MaxFrameBytes)
+	go c.reader()
+	go c.writer()
+	go func() {
+		<-c.readerDone
+		<-c.writerDone
+		close(c.done)
+	}()
+	c.kickWriter()
+	return c
+}
+
+// Done is closed once the connection is over and its transport closed.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err is why the connection ended: nil while open or after a clean close (§9.4).
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeErr == nil {
+		return nil
+	}
+	return c.closeErr
+}
+
+func (c *Conn) kickWriter() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// after handles the session's events and arms the writer and the timer. Under c.mu.
+func (c *Conn) after() {
+	for {
+		c.events = c.s.PollEvents(c.events[:0])
+		if len(c.events) == 0 {
+			break
+		}
+		for i := range c.events {
+			c.event(&c.events[i])
+		}
+	}
+	clear(c.events)
+	if c.s.HasOutput() {
+		c.kickWriter()
+	}
+	c.armTimer()
+}
+
+func (c *Conn) event(e *Event) {
+	switch e.Kind {
+	case EventCallDone:
+		switch cc := e.Out.Tag.(type) {
+		case *clientCall:
+			cc.result, cc.err = e.Payload, e.Err
+			close(cc.done)
+		case *clientStream:
+			cc.done, cc.err = true, e.Err
+			cc.signal()
+		}
+	case EventCallMessage:
+		cs := e.Out.Tag.(*clientStream)
+		cs.msgs = append(cs.msgs, e.Payload)
+		cs.signal()
+	case EventRequest:
+		e.In.user.ctx.in = e.In
+		e.In.user.ctx.parent = c.base
+		go c.serve(e.In)
+	case EventAbort:
+		e.In.user.ctx.cancel(e.Err)
+	case EventWake:
+		if w := e.In.user.wake; w != nil {
+			select {
+			case w <- struct{}{}:
+			default:
+			}
+		}
+	case EventPong:
+		if ch, ok := c.pings[e.ID]; ok {
+			delete(c.pings, e.ID)
+			ch <- e.RTT
+		}
+	case EventClosed:
+		c.closeErr = e.Err
+		for id, ch := range c.pings {
+			delete(c.pings, id)
+			close(ch)
+		}
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		close(c.sessDone)
+		c.kickWriter()
+	}
+}
+
+func (c *Conn) armTimer() {
+	at, ok := c.s.NextDeadline()
+	if !ok || c.s.Closed() {
+		if !c.timerAt.IsZero() {
+			c.timer.Stop()
+			c.timerAt = time.Time{}
+		}
+		return
+	}
+	if at.Equal(c.timerAt) {
+		return
+	}
+	c.timerAt = at
+	d := time.Until(at)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, c.onTimer)
+		return
+	}
+	c.timer.Reset(d)
+}
+
+func (c *Conn) onTimer() {
+	c.mu.Lock()
+	c.timerAt = time.Time{}
+	c.s.Tick(time.Now())
+	c.after()
+	c.mu.Unlock()
+}
+
+// ---- reader and writer ------------------------------------------------------
+
+func (c *Conn) reader() {
+	defer close(c.readerDone)
+	for {
+		buf := c.dec.Buffer()
+		n, err := c.rwc.Read(buf)
+		if n > 0 {
+			frames, cerr := c.dec.Commit(n)
+			now := time.Now()
+			c.mu.Lock()
+			c.s.Receive(frames, cerr, now)
+			c.after()
+			overloaded := c.s.Overloaded()
+			c.mu.Unlock()
+			for overloaded {
+				select {
+				case <-c.relieved:
+				case <-c.sessDone:
+				}
+				c.mu.Lock()
+				overloaded = c.s.Overloaded() && !c.s.Closed()
+				c.mu.Unlock()
+			}
+			if cerr != nil {
+				// The decoder is dead; drain until the transport is closed.
+				c.drain()
+				return
+			}
+		}
+		if err != nil {
+			cause := err
+			if errors.Is(err, io.EOF) {
+				cause = c.dec.End()
+			}
+			c.mu.Lock()
+			c.s.End(cause)
+			c.after()
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (c *Conn) drain() {
+	var b [4096]byte
+	for {
+		if _, err := c.rwc.Read(b[:]); err != nil {
+			return
+		}
+	}
+}
+
+func (c *Conn) writer() {
+	defer close(c.writerDone)
+	for {
+		<-c.kick
+		c.mu.Lock()
+		if c.s.Pending() < 512 && !c.s.Closed() {
+			// Let callers that are about to write join this batch.
+			c.mu.Unlock()
+			runtime.Gosched()
+			c.mu.Lock()
+		}
+		for {
+			bufs, arena := c.s.TakeOutput(c.wbufs[:0])
+			n := 0
+			for _, b := range bufs {
+				n += len(b)
+			}
+			c.s.SetBacklog(n)
+			c.after()
+			closed := c.s.Closed()
+			c.mu.Unlock()
+			var werr error
+			if n > 0 {
+				nb := net.Buffers(bufs)
+				_, werr = nb.WriteTo(c.rwc)
+			}
+			clear(bufs)
+			c.wbufs = bufs[:0]
+			c.mu.Lock()
+			c.s.Recycle(arena)
+			c.s.SetBacklog(0)
+			if werr != nil {
+				c.s.End(werr)
+			}
+			c.after()
+			select {
+			case c.relieved <- struct{}{}:
+			default:
+			}
+			more := c.s.HasOutput()
+			if werr != nil || (closed && !more) || (c.s.Closed() && !more) {
+				finished := c.s.Finished()
+				c.mu.Unlock()
+				c.finish(finished && werr == nil)
+				return
+			}
+			if !more {
+				c.mu.Unlock()
+				break
+			}
+		}
+	}
+}
+
+// finish ends the transport once the session is closed and its output written.
+func (c *Conn) finish(clean bool) {
+	if clean {
+		// Half-close and wait for the other side's end, so that neither side resets the
+		// other before everything is read (§9.4).
+		if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			t := time.AfterFunc(closeGrace, func() { c.closeTransport() })
+			<-c.readerDone
+			t.Stop()
+		}
+	}
+	c.closeTransport()
+}
+
+func (c *Conn) closeTransport() {
+	c.closeOnce.Do(func() { c.rwc.Close() })
+}
+
+// Close ends the connection at once: calls in flight fail with CONNECTION_CLOSED and
+// handlers are told to stop. It waits until the transport is closed.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	c.s.Abort(nil)
+	c.after()
+	c.mu.Unlock()
+	c.closeTransport()
+	<-c.done
+	return nil
+}
+
+// Shutdown closes gracefully: GOAWAY, calls in flight in both directions finish, new calls
+// fail with UNAVAILABLE; it returns once the connection is over. If ctx ends first, the
+// connection is closed at once and ctx.Err() returned.
+func (c *Conn) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	c.s.GoAway(CodeOK, "", time.Now())
+	c.after()
+	c.mu.Unlock()
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		c.Close()
+		return ctx.Err()
+	}
+}
+
+// Ping measures a round trip (PING/PONG).
+func (c *Conn) Ping(ctx context.Context) (time.Duration, error) {
+	ch := make(chan time.Duration, 1)
+	c.mu.Lock()
+	if c.s.Closed() {
+		err := c.s.closedError()
+		c.mu.Unlock()
+		return 0, err
+	}
+	id := c.s.Ping(time.Now())
+	if c.pings == nil {
+		c.pings = make(map[uint32]chan time.Duration)
+	}
+	c.pings[id] = ch
+	c.after()
+	c.mu.Unlock()
+	select {
+	case rtt, ok := <-ch:
+		if !ok {
+			return 0, c.closedErr()
+		}
+		return rtt, nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.pings, id)
+		c.mu.Unlock()
+		return 0, ctx.Err()
+	}
+}
+
+func (c *Conn) closedErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.s.closedError()
+}
+
+// ---- calls --------------------------------------------------------------
+
+// CallOption sets an option of one call.
+type CallOption func(*callConfig)
+
+type callConfig struct {
+	o CallOptions
+}
+
+// Text marks the request payload as UTF-8 text (the TEXT flag).
+func Text() CallOption { return func(c *callConfig) { c.o.Text = true } }
+
+// Metadata adds key/value pairs (keys of at most 255 bytes) to the request.
+func Metadata(kv ...string) CallOption {
+	return func(c *callConfig) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			c.o.Metadata = append(c.o.Metadata, MetadataEntry{kv[i], kv[i+1]})
+		}
+	}
+}
+
+// Credit sets the window of a stream call: messages the producer may send ahead of the
+// consumer. Without it the window starts at the connection's InitialCredit and grows while
+// the consumer keeps finding nothing queued.
+func Credit(n int) CallOption { return func(c *callConfig) { c.o.Credit = n } }
+
+type clientCall struct {
+	out    OutCall
+	done   chan struct{}
+	result []byte
+	err    *Error
+}
+
+func ctxError(ctx context.Context) *Error {
+	err := ctx.Err()
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Code: CodeDeadlineExceeded, Message: "the context deadline passed", Cause: err}
+	}
+	return &Error{Code: CodeCancelled, Message: "the context was cancelled", Cause: context.Cause(ctx)}
+}
+
+// Call makes a unary call and returns the response message. ctx's deadline travels as the
+// call's DEADLINE; cancelling ctx sends CANCEL. Errors are *Error: compare with errors.Is
+// (pipit.ErrUnavailable...). payload is not copied when large: do not modify it until
+// Call returns.
+func (c *Conn) Call(ctx context.Context, service, method string, payload []byte, opts ...CallOption) ([]byte, error) {
+	var cfg callConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.o.Stream = false
+	if dl, ok := ctx.Deadline(); ok {
+		cfg.o.Deadline = dl
+	}
+	if ctx.Err() != nil {
+		return nil, ctxError(ctx)
+	}
+	cc := &clientCall{done: make(chan struct{})}
+	cc.out.Tag = cc
+	now := time.Now()
+	c.mu.Lock()
+	c.s.Call(&cc.out, service, method, payload, cfg.o, now)
+	c.after()
+	c.mu.Unlock()
+	if done := ctx.Done(); done != nil {
+		select {
+		case <-cc.done:
+		case <-done:
+			c.mu.Lock()
+			c.s.Cancel(&cc.out, ctxError(ctx))
+			c.after()
+			c.mu.Unlock()
+			<-cc.done
+		}
+	} else {
+		<-cc.done
+	}
+	if cc.err != nil {
+		return nil, cc.err
+	}
+	return cc.result, nil
+}
+
+type clientStream struct {
+	out    OutCall
+	notify chan struct{}
+	msgs   [][]byte
+	head   int
+	done   bool
+	err    *Error
+}
+
+func (cs *clientStream) signal() {
+	select {
+	case cs.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Stream makes a stream call and returns a single-use iterator over its messages. The
+// call starts when the iteration does. A non-OK end is yielded as the last error. Leaving
+// the loop early (break) cancels the call (CANCEL); consuming messages returns credit to
+// the producer. Ranging over it a second time yields an error.
+func (c *Conn) Stream(ctx context.Context, service, method string, payload []byte, opts ...CallOption) iter.Seq2[[]byte, error] {
+	var cfg callConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cfg.o.Stream = true
+	used := false
+	return func(yield func([]byte, error) bool) {
+		if used {
+			yield(nil, &Error{Code: CodeInvalidArgument, Message: "a stream can be iterated once"})
+			return
+		}
+		used = true
+		if dl, ok := ctx.Deadline(); ok {
+			cfg.o.Deadline = dl
+		}
+		if ctx.Err() != nil {
+			yield(nil, ctxError(ctx))
+			return
+		}
+		cs := &clientStream{notify: make(chan struct{}, 1)}
+		cs.out.Tag = cs
+		c.mu.Lock()
+		c.s.Call(&cs.out, service, method, payload, cfg.o, time.Now())
+		c.after()
+		c.mu.Unlock()
+		finished := false
+		defer func() {
+			if !finished {
+				c.mu.Lock()
+				c.s.Cancel(&cs.out, &Error{Code: CodeCancelled, Message: "the consumer left the stream"})
+				c.after()
+				c.mu.Unlock()
+			}
+		}()
+		for {
+			c.mu.Lock()
+			if cs.head < len(cs.msgs) {
+				m := cs.msgs[cs.head]
+				cs.msgs[cs.head] = nil
+				cs.head++
+				if cs.head == len(cs.msgs) {
+					cs.msgs, cs.head = cs.msgs[:0], 0
+				}
+				c.s.Consumed(&cs.out, 1)
+				c.after()
+				c.mu.Unlock()
+				if !yield(m, nil) {
+					return
+				}
+				continue
+			}
+			if cs.done {
+				err := cs.err
+				c.mu.Unlock()
+				finished = true
+				if err != nil {
+					yield(nil, err)
+				}
+				return
+			}
+			c.s.Starved(&cs.out)
+			c.after()
+			c.mu.Unlock()
+			select {
+			case <-cs.notify:
+			case <-ctx.Done():
+				c.mu.Lock()
+				c.s.Cancel(&cs.out, ctxError(ctx))
+				c.after()
+				clear(cs.msgs)
+				cs.msgs, cs.head = cs.msgs[:0], 0
+				c.mu.Unlock()
+			}
+		}
+	}
+}
+
+// ---- serving ------------------------------------------------------------
+
+// inUser is the connection's state of an incoming call.
+type inUser struct {
+	ctx  handlerCtx
+	wake chan struct{}
+}
+
+// SetTextReply marks the handler's response messages as UTF-8 text (the TEXT flag).
+func (r *Request) SetTextReply(text bool) { r.replyText = text }
+
+func (c *Conn) serve(in *InCall) {
+	ctx := &in.user.ctx
+	var h any = in.route.Handler
+	defer func() {
+		if p := recover(); p != nil {
+			err := &Error{Code: CodeInternal, Message: fmt.Sprintf("handler panicked: %v", p)}
+			c.mu.Lock()
+			if _, ok := h.(StreamHandler); ok {
+				c.s.Finish(in, err)
+			} else {
+				c.s.Respond(in, nil, false, err)
+			}
+			c.after()
+			c.mu.Unlock()
+		}
+		ctx.cancel(nil)
+	}()
+	switch fn := h.(type) {
+	case UnaryHandler:
+		p, err := fn(ctx, &in.Req)
+		c.mu.Lock()
+		c.s.Respond(in, p, in.Req.replyText, err)
+		c.after()
+		c.mu.Unlock()
+	case StreamHandler:
+		w := &StreamWriter{c: c, in: in}
+		err := fn(ctx, &in.Req, w)
+		c.mu.Lock()
+		c.s.Finish(in, err)
+		c.after()
+		c.mu.Unlock()
+	default:
+		c.mu.Lock()
+		c.s.Respond(in, nil, false, &Error{Code: CodeInternal, Message: "no handler"})
+		c.after()
+		c.mu.Unlock()
+	}
+}
+
+// StreamWriter sends the messages of a stream call.
+type StreamWriter struct {
+	c  *Conn
+	in *InCall
+}
+
+// Send sends one message, blocking while the caller's credit is 0 (or output is
+// congested). It fails once the call is over (the caller cancelled, the deadline passed,
+// the connection closed). msg is not copied when large: do not modify it afterwards.
+func (w *StreamWriter) Send(msg []byte) error { return w.send(msg, w.in.Req.replyText) }
+
+// SendText sends one message with the TEXT flag.
+func (w *StreamWriter) SendText(msg []byte) error { return w.send(msg, true) }
+
+func (w *StreamWriter) send(msg []byte, text bool) error {
+	c, in := w.c, w.in
+	for {
+		c.mu.Lock()
+		if in.user.wake == nil {
+			in.user.wake = make(chan struct{}, 1)
+		}
+		r := c.s.Send(in, msg, text)
+		c.after()
+		c.mu.Unlock()
+		switch r {
+		case SendOK:
+			return nil
+		case SendEnded:
+			return in.user.ctx.reason()
+		}
+		select {
+		case <-in.user.wake:
+		case <-in.user.ctx.Done():
+			return in.user.ctx.reason()
+		}
+	}
+}
+
+// handlerCtx is the context of a handler: it ends when the call is cancelled, its
+// deadline passes, the connection closes, or the handler returns. It is part of the
+// incoming call, so serving a call allocates no context.
+type handlerCtx struct {
+	in     *InCall
+	parent context.Context
+	mu     sync.Mutex
+	done   chan struct{}
+	err    error
+	why    *Error
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (h *handlerCtx) Deadline() (time.Time, bool) {
+	d := h.in.Req.Deadline
+	return d, !d.IsZero()
+}
+
+func (h *handlerCtx) Done() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.done == nil {
+		if h.err != nil {
+			return closedChan
+		}
+		h.done = make(chan struct{})
+	}
+	return h.done
+}
+
+func (h *handlerCtx) Err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
+}
+
+func (h *handlerCtx) Value(key any) any { return h.parent.Value(key) }
+
+func (h *handlerCtx) cancel(why *Error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err != nil {
+		return
+	}
+	h.why = why
+	if why != nil && why.Code == CodeDeadlineExceeded {
+		h.err = context.DeadlineExceeded
+	} else {
+		h.err = context.Canceled
+	}
+	if h.done != nil {
+		close(h.done)
+	}
+}
+
+// reason is the error a producer gets once its call is over.
+func (h *handlerCtx) reason() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.why != nil {
+		return h.why
+	}
+	return &Error{Code: CodeCancelled, Message: "the call is over"}
+}
+
+func (h *handlerCtx) String() string { return "pipit.handlerCtx" }

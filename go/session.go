@@ -209,6 +209,8 @@ type Request struct {
 	Metadata map[string]string
 	// Deadline is when the responder stops the call (zero when the caller set none).
 	Deadline time.Time
+
+	replyText bool
 }
 
 // InCall is a call the peer opened.
