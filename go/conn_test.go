@@ -142,8 +142,8 @@ func TestConnUnary(t *testing.T) {
 			code            Code
 		}{
 			{"fail", "4", ErrInvalidArgument, 4},
-			{"fail", "8", ErrApplication, 5},     // UNAVAILABLE may not be sent by a handler
-			{"fail", "11", ErrApplication, 5},    // nor CONNECTION_CLOSED
+			{"fail", "8", ErrApplication, 5},  // UNAVAILABLE may not be sent by a handler
+			{"fail", "11", ErrApplication, 5}, // nor CONNECTION_CLOSED
 			{"fail", "1042", &Error{Code: 1042}, 1042},
 			{"plain", "", ErrApplication, 5},
 			{"panic", "", ErrInternal, 10},
