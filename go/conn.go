@@ -121,7 +121,7 @@ func (c *Conn) event(e *Event) {
 	case EventCallDone:
 		switch cc := e.Out.Tag.(type) {
 		case *clientCall:
-			cc.result, cc.err = e.Payload, e.Err
+			cc.result, cc.err, cc.text = e.Payload, e.Err, e.Text
 			close(cc.done)
 		case *clientStream:
 			cc.done, cc.err = true, e.Err
@@ -132,6 +132,7 @@ func (c *Conn) event(e *Event) {
 		cs.msgs = append(cs.msgs, e.Payload)
 		cs.signal()
 	case EventRequest:
+		e.In.Req.conn = c
 		e.In.user.ctx.in = e.In
 		e.In.user.ctx.parent = c.base
 		go c.serve(e.In)
@@ -329,6 +330,14 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// GoAway starts a graceful close (GOAWAY) and returns at once; Done is closed when it is over.
+func (c *Conn) GoAway() {
+	c.mu.Lock()
+	c.s.GoAway(CodeOK, "", time.Now())
+	c.after()
+	c.mu.Unlock()
+}
+
 // Shutdown closes gracefully: GOAWAY, calls in flight in both directions finish, new calls
 // fail with UNAVAILABLE; it returns once the connection is over. If ctx ends first, the
 // connection is closed at once and ctx.Err() returned.
@@ -388,8 +397,12 @@ func (c *Conn) closedErr() error {
 type CallOption func(*callConfig)
 
 type callConfig struct {
-	o CallOptions
+	o         CallOptions
+	replyText *bool
 }
+
+// ReplyText makes Call store in *p whether the response carried the TEXT flag.
+func ReplyText(p *bool) CallOption { return func(c *callConfig) { c.replyText = p } }
 
 // Text marks the request payload as UTF-8 text (the TEXT flag).
 func Text() CallOption { return func(c *callConfig) { c.o.Text = true } }
@@ -413,6 +426,7 @@ type clientCall struct {
 	done   chan struct{}
 	result []byte
 	err    *Error
+	text   bool
 }
 
 func ctxError(ctx context.Context) *Error {
@@ -461,6 +475,9 @@ func (c *Conn) Call(ctx context.Context, service, method string, payload []byte,
 	}
 	if cc.err != nil {
 		return nil, cc.err
+	}
+	if cfg.replyText != nil {
+		*cfg.replyText = cc.text
 	}
 	return cc.result, nil
 }
@@ -570,6 +587,9 @@ type inUser struct {
 	ctx  handlerCtx
 	wake chan struct{}
 }
+
+// Conn is the connection the request came on (to call the caller back).
+func (r *Request) Conn() *Conn { return r.conn }
 
 // SetTextReply marks the handler's response messages as UTF-8 text (the TEXT flag).
 func (r *Request) SetTextReply(text bool) { r.replyText = text }

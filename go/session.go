@@ -151,6 +151,8 @@ type Event struct {
 	Err     *Error
 	ID      uint32
 	RTT     time.Duration
+	// Text: the message (EventCallMessage, or EventCallDone's result) carried TEXT.
+	Text bool
 }
 
 // CallOptions are the per-call settings of Session.Call.
@@ -183,6 +185,7 @@ type OutCall struct {
 	settled bool
 	// response state
 	inMsg  bool // a fragmented response message is arriving
+	text   bool // the last response message started with TEXT
 	hasMsg bool // unary: a message arrived
 	msg    []byte
 	reasm  []byte
@@ -211,6 +214,7 @@ type Request struct {
 	Deadline time.Time
 
 	replyText bool
+	conn      *Conn
 }
 
 // InCall is a call the peer opened.
@@ -714,7 +718,7 @@ func (s *Session) settle(c *OutCall, payload []byte, err *Error) {
 		c.reasm = nil
 	}
 	c.msg = nil
-	s.emit(Event{Kind: EventCallDone, Out: c, Payload: payload, Err: err})
+	s.emit(Event{Kind: EventCallDone, Out: c, Payload: payload, Err: err, Text: c.text && err == nil && payload != nil})
 }
 
 // release frees the id of c once its terminal frame arrived.
@@ -1105,6 +1109,9 @@ func (s *Session) onResponse(f *Frame, now time.Time) {
 		}
 		c.credit--
 	}
+	if !cont {
+		c.text = f.Flags&FlagText != 0
+	}
 	follows := f.Flags&FlagFollows != 0
 	end := f.Flags&FlagEnd != 0
 	var msg []byte
@@ -1135,7 +1142,7 @@ func (s *Session) onResponse(f *Frame, now time.Time) {
 		if !c.settled {
 			c.itemsIn++
 			c.bytesIn += int64(len(msg))
-			s.emit(Event{Kind: EventCallMessage, Out: c, Payload: msg})
+			s.emit(Event{Kind: EventCallMessage, Out: c, Payload: msg, Text: c.text})
 		}
 		if end {
 			s.settle(c, nil, nil)
