@@ -559,7 +559,7 @@ func (s *Session) Call(c *OutCall, service, method string, payload []byte, o Cal
 		}
 		c.window, c.credit = int64(w), int64(w)
 	}
-	if s.phase == phaseClosed {
+	if s.phase == phaseClosed && s.closeErr != nil {
 		s.settle(c, nil, s.closedError())
 		return
 	}
