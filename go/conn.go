@@ -37,6 +37,8 @@ type Conn struct {
 	kick     chan struct{}
 	relieved chan struct{}
 	wbufs    [][]byte
+	nb       net.Buffers
+	workers  chan *InCall
 
 	readerDone chan struct{}
 	writerDone chan struct{}
@@ -61,6 +63,7 @@ func NewConn(rwc io.ReadWriteCloser, mux *Mux, opt Options) *Conn {
 		s:          NewSession(opt, router),
 		sessDone:   make(chan struct{}),
 		kick:       make(chan struct{}, 1),
+		workers:    make(chan *InCall),
 		relieved:   make(chan struct{}, 1),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -135,7 +138,11 @@ func (c *Conn) event(e *Event) {
 		e.In.Req.conn = c
 		e.In.user.ctx.in = e.In
 		e.In.user.ctx.parent = c.base
-		go c.serve(e.In)
+		select {
+		case c.workers <- e.In: // an idle handler goroutine takes it
+		default:
+			go c.worker(e.In)
+		}
 	case EventAbort:
 		e.In.user.ctx.cancel(e.Err)
 	case EventWake:
@@ -269,8 +276,9 @@ func (c *Conn) writer() {
 			c.mu.Unlock()
 			var werr error
 			if n > 0 {
-				nb := net.Buffers(bufs)
-				_, werr = nb.WriteTo(c.rwc)
+				c.nb = bufs
+				_, werr = c.nb.WriteTo(c.rwc)
+				c.nb = nil
 			}
 			clear(bufs)
 			c.wbufs = bufs[:0]
@@ -423,6 +431,7 @@ func Credit(n int) CallOption { return func(c *callConfig) { c.o.Credit = n } }
 
 type clientCall struct {
 	out    OutCall
+	cfg    callConfig
 	done   chan struct{}
 	result []byte
 	err    *Error
@@ -442,19 +451,19 @@ func ctxError(ctx context.Context) *Error {
 // (pipit.ErrUnavailable...). payload is not copied when large: do not modify it until
 // Call returns.
 func (c *Conn) Call(ctx context.Context, service, method string, payload []byte, opts ...CallOption) ([]byte, error) {
-	var cfg callConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
-	cfg.o.Stream = false
-	if dl, ok := ctx.Deadline(); ok {
-		cfg.o.Deadline = dl
-	}
 	if ctx.Err() != nil {
 		return nil, ctxError(ctx)
 	}
 	cc := &clientCall{done: make(chan struct{})}
 	cc.out.Tag = cc
+	cfg := &cc.cfg
+	for _, o := range opts {
+		o(cfg)
+	}
+	cfg.o.Stream = false
+	if dl, ok := ctx.Deadline(); ok {
+		cfg.o.Deadline = dl
+	}
 	now := time.Now()
 	c.mu.Lock()
 	c.s.Call(&cc.out, service, method, payload, cfg.o, now)
@@ -593,6 +602,30 @@ func (r *Request) Conn() *Conn { return r.conn }
 
 // SetTextReply marks the handler's response messages as UTF-8 text (the TEXT flag).
 func (r *Request) SetTextReply(text bool) { r.replyText = text }
+
+// workerIdle is how long a handler goroutine waits for more work before it exits.
+const workerIdle = 5 * time.Second
+
+// worker runs handlers: a goroutine is reused for the next request while it is idle, so
+// serving a call does not start a goroutine.
+func (c *Conn) worker(in *InCall) {
+	var t *time.Timer
+	for {
+		c.serve(in)
+		if t == nil {
+			t = time.NewTimer(workerIdle)
+		} else {
+			t.Reset(workerIdle)
+		}
+		select {
+		case in = <-c.workers:
+			continue
+		case <-t.C:
+		case <-c.sessDone:
+		}
+		return
+	}
+}
 
 func (c *Conn) serve(in *InCall) {
 	ctx := &in.user.ctx

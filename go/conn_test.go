@@ -19,12 +19,12 @@ func scale(d time.Duration) time.Duration { return d * 20 }
 
 type transport struct {
 	name string
-	pair func(t *testing.T) (net.Conn, net.Conn)
+	pair func(t testing.TB) (net.Conn, net.Conn)
 }
 
-func pipePair(t *testing.T) (net.Conn, net.Conn) { return net.Pipe() }
+func pipePair(t testing.TB) (net.Conn, net.Conn) { return net.Pipe() }
 
-func unixPair(t *testing.T) (net.Conn, net.Conn) {
+func unixPair(t testing.TB) (net.Conn, net.Conn) {
 	path := filepath.Join(t.TempDir(), "s")
 	l, err := net.Listen("unix", path)
 	if err != nil {

@@ -1115,11 +1115,13 @@ func (s *Session) onResponse(f *Frame, now time.Time) {
 	follows := f.Flags&FlagFollows != 0
 	end := f.Flags&FlagEnd != 0
 	var msg []byte
-	tooBig := &Error{Code: CodeResourceExhausted, Message: "response exceeds maxMessageBytes " + strconv.Itoa(s.opt.MaxMessageBytes)}
+	tooBig := func() *Error {
+		return &Error{Code: CodeResourceExhausted, Message: "response exceeds maxMessageBytes " + strconv.Itoa(s.opt.MaxMessageBytes)}
+	}
 	if cont || follows {
 		c.inMsg = follows
 		if !c.settled && !s.reasmAdd(&c.reasm, f.Body) {
-			s.cancelOut(c, tooBig)
+			s.cancelOut(c, tooBig())
 		}
 		if follows {
 			return
@@ -1130,9 +1132,9 @@ func (s *Session) onResponse(f *Frame, now time.Time) {
 	} else if !c.settled {
 		if len(f.Body) > s.opt.MaxMessageBytes {
 			if end {
-				s.settle(c, nil, tooBig)
+				s.settle(c, nil, tooBig())
 			} else {
-				s.cancelOut(c, tooBig)
+				s.cancelOut(c, tooBig())
 			}
 		} else {
 			msg = clone(f.Body)
