@@ -24,6 +24,10 @@ import (
 // TestMain lets the test binary act as a separate server process (PIPIT_CHILD_SOCKET),
 // so that a peer can be killed for real.
 func TestMain(m *testing.M) {
+	if mode := os.Getenv("PIPIT_CHILD_MODE"); mode != "" && childServeHook != nil {
+		childServeHook(mode, os.Getenv("PIPIT_CHILD_SOCKET"))
+		os.Exit(0)
+	}
 	if path := os.Getenv("PIPIT_CHILD_SOCKET"); path != "" {
 		l, err := Listen(path, testMux(), ListenOptions{})
 		if err != nil {
@@ -36,6 +40,9 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// childServeHook serves the workloads' servers (workload_test.go).
+var childServeHook func(mode, path string)
 
 func startChild(t *testing.T) (*exec.Cmd, string) {
 	path := filepath.Join(t.TempDir(), "child.sock")
