@@ -31,7 +31,8 @@ type Conn struct {
 	pings    map[uint32]chan time.Duration
 	closeErr *Error
 	sessDone chan struct{} // closed when the session closes
-	writing  bool
+	writing  bool          // a goroutine is writing the session's output
+	werr     error         // the transport failed to write
 
 	dec      *Decoder
 	kick     chan struct{}
@@ -113,10 +114,26 @@ func (c *Conn) after() {
 		}
 	}
 	clear(c.events)
-	if c.s.HasOutput() {
+	c.armTimer()
+}
+
+// unlock releases c.mu. If output is waiting and no write is under way, the calling
+// goroutine writes it itself when inline (a caller that waits anyway: one goroutine switch
+// less per call), else the writer goroutine is kicked.
+//
+// Writing inline pays only while the connection is lightly loaded (one call in flight):
+// under load the writer goroutine coalesces many callers' frames into one write while they
+// go on, which inline writers, each blocked in its own write, cannot.
+func (c *Conn) unlock(inline bool) {
+	if !c.writing && c.s.HasOutput() && c.werr == nil {
+		if inline && c.s.OutgoingCalls()+c.s.IncomingCalls() <= 1 {
+			c.writing = true
+			c.writeOut()
+			return
+		}
 		c.kickWriter()
 	}
-	c.armTimer()
+	c.mu.Unlock()
 }
 
 func (c *Conn) event(e *Event) {
@@ -197,7 +214,7 @@ func (c *Conn) onTimer() {
 	c.timerAt = time.Time{}
 	c.s.Tick(time.Now())
 	c.after()
-	c.mu.Unlock()
+	c.unlock(false)
 }
 
 // ---- reader and writer ------------------------------------------------------
@@ -214,7 +231,7 @@ func (c *Conn) reader() {
 			c.s.Receive(frames, cerr, now)
 			c.after()
 			overloaded := c.s.Overloaded()
-			c.mu.Unlock()
+			c.unlock(false)
 			for overloaded {
 				select {
 				case <-c.relieved:
@@ -238,7 +255,7 @@ func (c *Conn) reader() {
 			c.mu.Lock()
 			c.s.End(cause)
 			c.after()
-			c.mu.Unlock()
+			c.unlock(false)
 			return
 		}
 	}
@@ -255,57 +272,76 @@ func (c *Conn) drain() {
 
 func (c *Conn) writer() {
 	defer close(c.writerDone)
-	for {
-		<-c.kick
+	for range c.kick {
 		c.mu.Lock()
-		if c.s.Pending() < 512 && !c.s.Closed() {
-			// Let callers that are about to write join this batch.
+		if c.writing {
+			c.mu.Unlock()
+			continue
+		}
+		if c.s.Closed() && (!c.s.HasOutput() || c.werr != nil) {
+			clean := c.s.Finished() && c.werr == nil
+			c.mu.Unlock()
+			c.finish(clean)
+			return
+		}
+		if !c.s.HasOutput() {
+			c.mu.Unlock()
+			continue
+		}
+		if c.s.Pending() < 512 {
+			// Let goroutines that are about to write join this batch.
 			c.mu.Unlock()
 			runtime.Gosched()
 			c.mu.Lock()
+			if c.writing {
+				c.mu.Unlock()
+				continue
+			}
 		}
-		for {
-			bufs, arena := c.s.TakeOutput(c.wbufs[:0])
-			n := 0
-			for _, b := range bufs {
-				n += len(b)
-			}
-			c.s.SetBacklog(n)
-			c.after()
-			closed := c.s.Closed()
-			c.mu.Unlock()
-			var werr error
-			if n > 0 {
-				c.nb = bufs
-				_, werr = c.nb.WriteTo(c.rwc)
-				c.nb = nil
-			}
-			clear(bufs)
-			c.wbufs = bufs[:0]
-			c.mu.Lock()
+		c.writing = true
+		c.writeOut()
+	}
+}
+
+// writeOut writes the session's output until there is none. Called with c.mu held and
+// c.writing set by the caller; it releases c.mu around each write and returns unlocked.
+func (c *Conn) writeOut() {
+	for c.werr == nil {
+		bufs, arena := c.s.TakeOutput(c.wbufs[:0])
+		n := 0
+		for _, b := range bufs {
+			n += len(b)
+		}
+		if n == 0 {
 			c.s.Recycle(arena)
-			c.s.SetBacklog(0)
-			if werr != nil {
-				c.s.End(werr)
-			}
-			c.after()
-			select {
-			case c.relieved <- struct{}{}:
-			default:
-			}
-			more := c.s.HasOutput()
-			if werr != nil || (closed && !more) || (c.s.Closed() && !more) {
-				finished := c.s.Finished()
-				c.mu.Unlock()
-				c.finish(finished && werr == nil)
-				return
-			}
-			if !more {
-				c.mu.Unlock()
-				break
-			}
+			break
+		}
+		c.s.SetBacklog(n)
+		c.after()
+		c.mu.Unlock()
+		c.nb = bufs
+		_, werr := c.nb.WriteTo(c.rwc)
+		c.nb = nil
+		clear(bufs)
+		c.wbufs = bufs[:0]
+		c.mu.Lock()
+		c.s.Recycle(arena)
+		c.s.SetBacklog(0)
+		if werr != nil {
+			c.werr = werr
+			c.s.End(werr)
+		}
+		c.after()
+		select {
+		case c.relieved <- struct{}{}:
+		default:
 		}
 	}
+	c.writing = false
+	if c.s.Closed() {
+		c.kickWriter() // the writer goroutine ends the transport
+	}
+	c.mu.Unlock()
 }
 
 // finish ends the transport once the session is closed and its output written.
@@ -332,7 +368,7 @@ func (c *Conn) Close() error {
 	c.mu.Lock()
 	c.s.Abort(nil)
 	c.after()
-	c.mu.Unlock()
+	c.unlock(false)
 	c.closeTransport()
 	<-c.done
 	return nil
@@ -343,7 +379,7 @@ func (c *Conn) GoAway() {
 	c.mu.Lock()
 	c.s.GoAway(CodeOK, "", time.Now())
 	c.after()
-	c.mu.Unlock()
+	c.unlock(false)
 }
 
 // Shutdown closes gracefully: GOAWAY, calls in flight in both directions finish, new calls
@@ -353,7 +389,7 @@ func (c *Conn) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
 	c.s.GoAway(CodeOK, "", time.Now())
 	c.after()
-	c.mu.Unlock()
+	c.unlock(false)
 	select {
 	case <-c.done:
 		return nil
@@ -378,7 +414,7 @@ func (c *Conn) Ping(ctx context.Context) (time.Duration, error) {
 	}
 	c.pings[id] = ch
 	c.after()
-	c.mu.Unlock()
+	c.unlock(true)
 	select {
 	case rtt, ok := <-ch:
 		if !ok {
@@ -468,7 +504,7 @@ func (c *Conn) Call(ctx context.Context, service, method string, payload []byte,
 	c.mu.Lock()
 	c.s.Call(&cc.out, service, method, payload, cfg.o, now)
 	c.after()
-	c.mu.Unlock()
+	c.unlock(true)
 	if done := ctx.Done(); done != nil {
 		select {
 		case <-cc.done:
@@ -476,7 +512,7 @@ func (c *Conn) Call(ctx context.Context, service, method string, payload []byte,
 			c.mu.Lock()
 			c.s.Cancel(&cc.out, ctxError(ctx))
 			c.after()
-			c.mu.Unlock()
+			c.unlock(false)
 			<-cc.done
 		}
 	} else {
@@ -495,7 +531,6 @@ type clientStream struct {
 	out    OutCall
 	notify chan struct{}
 	msgs   [][]byte
-	head   int
 	done   bool
 	err    *Error
 }
@@ -536,54 +571,67 @@ func (c *Conn) Stream(ctx context.Context, service, method string, payload []byt
 		c.mu.Lock()
 		c.s.Call(&cs.out, service, method, payload, cfg.o, time.Now())
 		c.after()
-		c.mu.Unlock()
+		c.unlock(true)
 		finished := false
 		defer func() {
 			if !finished {
 				c.mu.Lock()
 				c.s.Cancel(&cs.out, &Error{Code: CodeCancelled, Message: "the consumer left the stream"})
 				c.after()
-				c.mu.Unlock()
+				c.unlock(false)
 			}
 		}()
+		var batch [][]byte
+		local := 0 // messages consumed and not yet reported to the session
 		for {
 			c.mu.Lock()
-			if cs.head < len(cs.msgs) {
-				m := cs.msgs[cs.head]
-				cs.msgs[cs.head] = nil
-				cs.head++
-				if cs.head == len(cs.msgs) {
-					cs.msgs, cs.head = cs.msgs[:0], 0
-				}
-				c.s.Consumed(&cs.out, 1)
+			if local > 0 {
+				c.s.Consumed(&cs.out, local)
+				local = 0
+			}
+			if len(cs.msgs) == 0 && !cs.done {
+				c.s.Starved(&cs.out)
 				c.after()
-				c.mu.Unlock()
-				if !yield(m, nil) {
-					return
+				c.unlock(false)
+				select {
+				case <-cs.notify:
+				case <-ctx.Done():
+					c.mu.Lock()
+					c.s.Cancel(&cs.out, ctxError(ctx))
+					c.after()
+					clear(cs.msgs)
+					cs.msgs = cs.msgs[:0]
+					c.unlock(false)
 				}
 				continue
 			}
-			if cs.done {
+			if len(cs.msgs) == 0 {
 				err := cs.err
-				c.mu.Unlock()
+				c.after()
+				c.unlock(false)
 				finished = true
 				if err != nil {
 					yield(nil, err)
 				}
 				return
 			}
-			c.s.Starved(&cs.out)
+			batch, cs.msgs = cs.msgs, batch[:0]
+			half := int(max(cs.out.window/2, 1))
 			c.after()
-			c.mu.Unlock()
-			select {
-			case <-cs.notify:
-			case <-ctx.Done():
-				c.mu.Lock()
-				c.s.Cancel(&cs.out, ctxError(ctx))
-				c.after()
-				clear(cs.msgs)
-				cs.msgs, cs.head = cs.msgs[:0], 0
-				c.mu.Unlock()
+			c.unlock(false)
+			for i, m := range batch {
+				batch[i] = nil
+				local++
+				if !yield(m, nil) {
+					return
+				}
+				if local >= half {
+					c.mu.Lock()
+					c.s.Consumed(&cs.out, local)
+					local = 0
+					c.after()
+					c.unlock(false)
+				}
 			}
 		}
 	}
@@ -640,7 +688,7 @@ func (c *Conn) serve(in *InCall) {
 				c.s.Respond(in, nil, false, err)
 			}
 			c.after()
-			c.mu.Unlock()
+			c.unlock(true)
 		}
 		ctx.cancel(nil)
 	}()
@@ -650,19 +698,19 @@ func (c *Conn) serve(in *InCall) {
 		c.mu.Lock()
 		c.s.Respond(in, p, in.Req.replyText, err)
 		c.after()
-		c.mu.Unlock()
+		c.unlock(true)
 	case StreamHandler:
 		w := &StreamWriter{c: c, in: in}
 		err := fn(ctx, &in.Req, w)
 		c.mu.Lock()
 		c.s.Finish(in, err)
 		c.after()
-		c.mu.Unlock()
+		c.unlock(true)
 	default:
 		c.mu.Lock()
 		c.s.Respond(in, nil, false, &Error{Code: CodeInternal, Message: "no handler"})
 		c.after()
-		c.mu.Unlock()
+		c.unlock(false)
 	}
 }
 
@@ -689,7 +737,7 @@ func (w *StreamWriter) send(msg []byte, text bool) error {
 		}
 		r := c.s.Send(in, msg, text)
 		c.after()
-		c.mu.Unlock()
+		c.unlock(false)
 		switch r {
 		case SendOK:
 			return nil

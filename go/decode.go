@@ -30,6 +30,9 @@ type Decoder struct {
 const (
 	readBufSize = 64 << 10
 	minRead     = 4 << 10
+	// keepBufSize: a buffer enlarged for big frames is kept up to this size; larger ones
+	// are dropped once big frames stop coming, so a burst does not pin them.
+	keepBufSize = 1 << 20
 )
 
 // NewDecoder returns a decoder that accepts frames up to maxFrameBytes (word included).
@@ -76,7 +79,7 @@ func (d *Decoder) reserve(min int) {
 	if need > size {
 		size = need
 		d.small = 0
-	} else if cap(d.buf) > readBufSize {
+	} else if cap(d.buf) > keepBufSize {
 		// Drop an enlarged buffer once big frames stop coming, so a burst does not pin it.
 		if d.small++; d.small > 16 {
 			nb := make([]byte, readBufSize)

@@ -64,6 +64,8 @@ type Session struct {
 	pings          map[uint32]time.Time
 	pingID         uint32
 
+	slab []byte
+
 	// ---- output ----
 	obuf     []byte
 	spare    []byte
@@ -953,7 +955,7 @@ func (s *Session) onRequest(f *Frame, now time.Time) {
 		}
 		return
 	}
-	in.Req.Payload = clone(f.Body)
+	in.Req.Payload = s.clone(f.Body)
 	s.dispatch(in)
 }
 
@@ -1137,7 +1139,7 @@ func (s *Session) onResponse(f *Frame, now time.Time) {
 				s.cancelOut(c, tooBig())
 			}
 		} else {
-			msg = clone(f.Body)
+			msg = s.clone(f.Body)
 		}
 	}
 	if c.stream {
@@ -1537,9 +1539,25 @@ func (s *Session) setClock(now time.Time) {
 	}
 }
 
-func clone(b []byte) []byte {
+// slabSize: small payloads handed out are copied into a shared slab of this size, so that
+// a batch of small messages costs one allocation, not one each.
+const (
+	slabSize    = 16 << 10
+	slabPayload = 512
+)
+
+// clone copies a payload the session hands out (the decoder's buffer is reused).
+func (s *Session) clone(b []byte) []byte {
 	if len(b) == 0 {
 		return []byte{}
+	}
+	if len(b) <= slabPayload {
+		if cap(s.slab)-len(s.slab) < len(b) {
+			s.slab = make([]byte, 0, slabSize)
+		}
+		n := len(s.slab)
+		s.slab = append(s.slab, b...)
+		return s.slab[n : n+len(b) : n+len(b)]
 	}
 	c := make([]byte, len(b))
 	copy(c, b)
