@@ -105,7 +105,7 @@ func (p *sessionPair) carry(from, to *Session, d *Decoder) bool {
 	}
 	clear(p.bufs)
 	for _, s := range []*Session{from, to} {
-		p.ev = s.PollEvents(p.ev[:0])
+		p.ev = s.PollEvents(p.ev)
 		for _, e := range p.ev {
 			switch e.Kind {
 			case EventRequest:
@@ -212,4 +212,55 @@ func BenchmarkConnUnary(b *testing.B) {
 			}
 		})
 	}
+}
+
+func BenchmarkConnUnaryParallel(b *testing.B) {
+	a, c := unixPair(b)
+	client := NewConn(a, nil, Options{})
+	server := NewConn(c, testMux(), Options{})
+	defer client.Close()
+	defer server.Close()
+	ctx := context.Background()
+	payload := make([]byte, 32)
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := client.Call(ctx, "t", "echo", payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkConnStream(b *testing.B) {
+	a, c := unixPair(b)
+	mux := NewMux()
+	item := make([]byte, 32)
+	mux.HandleStream("b", "rows", func(ctx context.Context, req *Request, w *StreamWriter) error {
+		for i := 0; i < 100000; i++ {
+			if err := w.Send(item); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	client := NewConn(a, nil, Options{})
+	server := NewConn(c, mux, Options{})
+	defer client.Close()
+	defer server.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		for _, err := range client.Stream(context.Background(), "b", "rows", nil) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		if n != 100000 {
+			b.Fatal(n)
+		}
+	}
+	b.ReportMetric(float64(b.N)*100000/b.Elapsed().Seconds(), "items/s")
 }

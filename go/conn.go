@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,6 +41,7 @@ type Conn struct {
 	wbufs    [][]byte
 	nb       net.Buffers
 	workers  chan *InCall
+	idle     atomic.Int32
 
 	readerDone chan struct{}
 	writerDone chan struct{}
@@ -105,15 +107,15 @@ func (c *Conn) kickWriter() {
 // after handles the session's events and arms the writer and the timer. Under c.mu.
 func (c *Conn) after() {
 	for {
-		c.events = c.s.PollEvents(c.events[:0])
+		c.events = c.s.PollEvents(c.events)
 		if len(c.events) == 0 {
 			break
 		}
 		for i := range c.events {
 			c.event(&c.events[i])
 		}
+		clear(c.events)
 	}
-	clear(c.events)
 	c.armTimer()
 }
 
@@ -288,8 +290,8 @@ func (c *Conn) writer() {
 			c.mu.Unlock()
 			continue
 		}
-		if c.s.Pending() < 512 {
-			// Let goroutines that are about to write join this batch.
+		if c.s.Pending() < 16<<10 {
+			// Let goroutines about to add frames (callers, producers) join this write.
 			c.mu.Unlock()
 			runtime.Gosched()
 			c.mu.Lock()
@@ -651,25 +653,24 @@ func (r *Request) Conn() *Conn { return r.conn }
 // SetTextReply marks the handler's response messages as UTF-8 text (the TEXT flag).
 func (r *Request) SetTextReply(text bool) { r.replyText = text }
 
-// workerIdle is how long a handler goroutine waits for more work before it exits.
-const workerIdle = 5 * time.Second
+// maxIdleWorkers is how many handler goroutines may wait for more work once they are done.
+const maxIdleWorkers = 16
 
-// worker runs handlers: a goroutine is reused for the next request while it is idle, so
-// serving a call does not start a goroutine.
+// worker runs handlers: a goroutine that finished a call takes the next one, if it comes
+// while at most maxIdleWorkers others wait, so that serving a call does not start one.
 func (c *Conn) worker(in *InCall) {
-	var t *time.Timer
 	for {
 		c.serve(in)
-		if t == nil {
-			t = time.NewTimer(workerIdle)
-		} else {
-			t.Reset(workerIdle)
+		if c.idle.Add(1) > maxIdleWorkers {
+			c.idle.Add(-1)
+			return
 		}
 		select {
 		case in = <-c.workers:
+			c.idle.Add(-1)
 			continue
-		case <-t.C:
 		case <-c.sessDone:
+			c.idle.Add(-1)
 		}
 		return
 	}

@@ -549,7 +549,8 @@ func (r *runner) addItems(p *scnProducer, b behaviour) {
 // settle lets ready work finish, handles events, and takes the output.
 func (r *runner) settle() {
 	for {
-		r.events = r.s.PollEvents(r.events[:0])
+		clear(r.events)
+		r.events = r.s.PollEvents(r.events)
 		for _, e := range r.events {
 			r.event(e)
 		}

@@ -310,12 +310,13 @@ func (s *Session) IncomingCalls() int { return len(s.inc) }
 // PeerMaxFrameBytes is the peer's announced frame limit (65536 until its HELLO).
 func (s *Session) PeerMaxFrameBytes() int { return s.peerMaxFrame }
 
-// PollEvents appends the pending events to dst and forgets them.
-func (s *Session) PollEvents(dst []Event) []Event {
-	dst = append(dst, s.events...)
-	clear(s.events)
-	s.events = s.events[:0]
-	return dst
+// PollEvents returns the pending events and forgets them. spare (emptied) becomes the
+// session's buffer for the next events: pass back the slice of the previous call, cleared,
+// and no event is copied.
+func (s *Session) PollEvents(spare []Event) []Event {
+	ev := s.events
+	s.events = spare[:0]
+	return ev
 }
 
 func (s *Session) emit(e Event) { s.events = append(s.events, e) }
