@@ -51,11 +51,12 @@ func (o *Options) setDefaults() {
 	if o.MaxFrameBytes > MaxFrameBytesLimit {
 		o.MaxFrameBytes = MaxFrameBytesLimit
 	}
-	if o.MaxInflight > 0xFFFFFFFF {
-		o.MaxInflight = 0xFFFFFFFF
+	var maxU32 int64 = 1<<32 - 1
+	if int64(o.MaxInflight) > maxU32 {
+		o.MaxInflight = int(maxU32) // only reachable where int is 64 bits
 	}
-	if o.MaxMessageBytes > 0xFFFFFFFF {
-		o.MaxMessageBytes = 0xFFFFFFFF
+	if int64(o.MaxMessageBytes) > maxU32 {
+		o.MaxMessageBytes = int(maxU32)
 	}
 	if o.InitialCredit > MaxCredit {
 		o.InitialCredit = MaxCredit

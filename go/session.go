@@ -881,7 +881,7 @@ func (s *Session) onHello(f *Frame, now time.Time) {
 		case SettingMaxMessageBytes:
 			s.peerMaxMessage = uint64(v)
 		case SettingMaxInflight:
-			s.peerMaxInfl = int(min(uint64(v), 1<<31))
+			s.peerMaxInfl = int(min(uint64(v), 1<<31-1))
 		}
 	})
 	s.pump(now)
