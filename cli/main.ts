@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+/**
+ * The `pipit` command: one subcommand per file in cli/. Bad arguments print one line on
+ * stderr and exit 2; each subcommand's `--help` says what it does and how it exits.
+ */
+import { readFileSync } from 'node:fs';
+import { UsageError } from './args.js';
+import type { Command } from './command.js';
+import { serve } from './serve.js';
+import { EXIT_FAILURE, EXIT_USAGE } from './status.js';
+
+const COMMANDS: readonly Command[] = [serve];
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function usage(): string {
+  const w = Math.max(...COMMANDS.map((c) => c.name.length));
+  return `Usage: pipit COMMAND [arguments] [options]
+
+pipit: framed calls and credit-paced streams between two processes over a Unix socket.
+
+Commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`).join('\n')}
+
+Run pipit COMMAND --help for the arguments, options and exit statuses of each.
+  -h, --help     this help
+  --version      the package version
+`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    process.stderr.write(usage());
+    return EXIT_USAGE;
+  }
+  if (name === '-h' || name === '--help') {
+    process.stdout.write(usage());
+    return 0;
+  }
+  if (name === '--version') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  if (name === 'help') {
+    const target = COMMANDS.find((c) => c.name === rest[0]);
+    process.stdout.write(target?.help ?? usage());
+    return 0;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    process.stderr.write(`pipit: unknown command ${JSON.stringify(name)} (commands: ${COMMANDS.map((c) => c.name).join(', ')}; see pipit --help)\n`);
+    return EXIT_USAGE;
+  }
+  try {
+    return await command.run(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`pipit ${command.name}: ${e.message} (see pipit ${command.name} --help)\n`);
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`pipit ${command.name}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`pipit: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = EXIT_FAILURE;
+  },
+);
