@@ -7,13 +7,14 @@ import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 import { call } from './call.js';
 import type { Command } from './command.js';
+import { decode } from './decode.js';
 import { ls } from './ls.js';
 import { ping } from './ping.js';
 import { serve } from './serve.js';
 import { EXIT_FAILURE, EXIT_USAGE } from './status.js';
 import { stream } from './stream.js';
 
-const COMMANDS: readonly Command[] = [serve, call, stream, ls, ping];
+const COMMANDS: readonly Command[] = [serve, call, stream, ls, ping, decode];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
