@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
+import { bench } from './bench.js';
 import { call } from './call.js';
 import type { Command } from './command.js';
 import { decode } from './decode.js';
@@ -14,7 +15,7 @@ import { serve } from './serve.js';
 import { EXIT_FAILURE, EXIT_USAGE } from './status.js';
 import { stream } from './stream.js';
 
-const COMMANDS: readonly Command[] = [serve, call, stream, ls, ping, decode];
+const COMMANDS: readonly Command[] = [serve, call, stream, ls, ping, decode, bench];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
