@@ -3,7 +3,7 @@
  * every status a call can end with (spec/PROTOCOL.md §13), 10 + its number, so a script can
  * tell them apart without parsing stderr.
  */
-import { PipitError, Status, type StatusName } from '../bindings/index.js';
+import { PipitError, ProtocolError, Status, type StatusName } from '../bindings/index.js';
 
 export const EXIT_OK = 0;
 /** A failure that is not a call status: output could not be written, a file could not be read... */
@@ -59,7 +59,13 @@ export function describeFailure(err: unknown): string {
   if (!(err instanceof PipitError)) return err instanceof Error ? err.message : String(err);
   const number = err.code === 'CONNECTION_CLOSED' ? CONNECTION_CLOSED : err.status;
   const name = err.status >= 256 && err.code !== 'CONNECTION_CLOSED' ? 'application status' : err.code;
-  return `${name} (${number})${err.message ? `: ${err.message}` : ''}`;
+  let message = err.message;
+  if (err instanceof ProtocolError) {
+    // Name the rule broken, as an ERROR frame's message does (spec/PROTOCOL.md §10.1).
+    const where = err.offset >= 0 ? ` at offset ${err.offset}` : '';
+    message = `${err.reason}${where}: ${message.replace(/ \(at byte \d+\)$/, '')}`;
+  }
+  return `${name} (${number})${message ? `: ${message}` : ''}`;
 }
 
 /** The exit-code table as aligned text, for `--help`. */
