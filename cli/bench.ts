@@ -90,4 +90,4 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
-export const bench: Command = { name: 'bench', summary: 'benchmark pipit against a raw socket on this machine', help: HELP, run };
+export const bench: Command = { name: 'bench', help: HELP, run };

@@ -117,4 +117,4 @@ async function write(out: Output, b: Buffer, enc: OutputEncoding): Promise<void>
   }
 }
 
-export const call: Command = { name: 'call', summary: 'make one unary call and print the answer', help: HELP, run };
+export const call: Command = { name: 'call', help: HELP, run };

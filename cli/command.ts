@@ -1,8 +1,6 @@
 /** What main.ts needs from each subcommand. */
 export interface Command {
   name: string;
-  /** One line for `pipit --help`. */
-  summary: string;
   /** The whole `--help` text. */
   help: string;
   /** Run with the arguments after the command name; resolves with the exit status. */

@@ -189,4 +189,4 @@ function idLabel(f: DissectedFrame): string {
   }
 }
 
-export const decode: Command = { name: 'decode', summary: 'dissect a captured byte stream frame by frame', help: HELP, run };
+export const decode: Command = { name: 'decode', help: HELP, run };

@@ -68,4 +68,4 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
-export const ls: Command = { name: 'ls', summary: 'list the services and methods a peer serves', help: HELP, run };
+export const ls: Command = { name: 'ls', help: HELP, run };

@@ -5,17 +5,21 @@
  */
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
-import { bench } from './bench.js';
-import { call } from './call.js';
 import type { Command } from './command.js';
-import { decode } from './decode.js';
-import { ls } from './ls.js';
-import { ping } from './ping.js';
-import { serve } from './serve.js';
-import { EXIT_FAILURE, EXIT_USAGE } from './status.js';
-import { stream } from './stream.js';
 
-const COMMANDS: readonly Command[] = [serve, call, stream, ls, ping, decode, bench];
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+/** Each command's module is loaded only when it runs (startup time of every invocation). */
+const COMMANDS: ReadonlyArray<{ name: string; summary: string; load: () => Promise<Command> }> = [
+  { name: 'serve', summary: 'serve the testee or an echo service on a Unix socket', load: async () => (await import('./serve.js')).serve },
+  { name: 'call', summary: 'make one unary call and print the answer', load: async () => (await import('./call.js')).call },
+  { name: 'stream', summary: 'make one stream call and print every message', load: async () => (await import('./stream.js')).stream },
+  { name: 'ls', summary: 'list the services and methods a peer serves', load: async () => (await import('./ls.js')).ls },
+  { name: 'ping', summary: 'measure round trips (PING/PONG) to a peer', load: async () => (await import('./ping.js')).ping },
+  { name: 'decode', summary: 'dissect a captured byte stream frame by frame', load: async () => (await import('./decode.js')).decode },
+  { name: 'bench', summary: 'benchmark pipit against a raw socket on this machine', load: async () => (await import('./bench.js')).bench },
+];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -53,14 +57,15 @@ async function main(argv: string[]): Promise<number> {
   }
   if (name === 'help') {
     const target = COMMANDS.find((c) => c.name === rest[0]);
-    process.stdout.write(target?.help ?? usage());
+    process.stdout.write(target === undefined ? usage() : (await target.load()).help);
     return 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (command === undefined) {
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (entry === undefined) {
     process.stderr.write(`pipit: unknown command ${JSON.stringify(name)} (commands: ${COMMANDS.map((c) => c.name).join(', ')}; see pipit --help)\n`);
     return EXIT_USAGE;
   }
+  const command = await entry.load();
   try {
     return await command.run(rest);
   } catch (e) {

@@ -90,4 +90,4 @@ async function withTimeout<T>(p: Promise<T>, timeout: number | undefined): Promi
   }
 }
 
-export const ping: Command = { name: 'ping', summary: 'measure round trips (PING/PONG) to a peer', help: HELP, run };
+export const ping: Command = { name: 'ping', help: HELP, run };

@@ -95,4 +95,4 @@ function echoEverything(peer: Peer): void {
   routes.find = (service: string, method: string) => (service === '$pipit' ? find(service, method) : find(service, method) ?? echo);
 }
 
-export const serve: Command = { name: 'serve', summary: 'serve the testee or an echo service on a Unix socket', help: HELP, run };
+export const serve: Command = { name: 'serve', help: HELP, run };

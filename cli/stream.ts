@@ -128,4 +128,4 @@ function write(out: Output, m: Buffer, enc: OutputEncoding): Promise<void> {
   }
 }
 
-export const stream: Command = { name: 'stream', summary: 'make one stream call and print every message', help: HELP, run };
+export const stream: Command = { name: 'stream', help: HELP, run };
