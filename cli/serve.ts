@@ -21,7 +21,8 @@ socket accepts connections.
   --echo              every service and method answers with its request (TEXT kept)
   --mode OCTAL        permissions of the socket file (default 600: owner only)
   --no-introspection  do not serve $pipit/methods (pipit ls then gets UNKNOWN_SERVICE)
-  -v, --verbose       one line on stderr per connection opened and closed
+  -v, --verbose       on stderr: connections opened and closed, and every request
+                      a connection runs (SERVICE/METHOD)
   -h, --help          this help
 
 Examples:
@@ -60,7 +61,10 @@ async function run(argv: string[]): Promise<number> {
   server.on('connection', (peer: Peer) => {
     const n = ++connections;
     if (what === 'echo') echoEverything(peer);
-    if (verbose) process.stderr.write(`connection ${n} opened (codec ${peer.codec})\n`);
+    if (verbose) {
+      process.stderr.write(`connection ${n} opened (codec ${peer.codec})\n`);
+      logRequests(peer, n);
+    }
     peer.once('close', (error) => {
       if (verbose) process.stderr.write(`connection ${n} closed${error ? `: ${error.code} ${error.message}` : ''}\n`);
     });
@@ -93,6 +97,16 @@ function echoEverything(peer: Peer): void {
   const routes = peer.session.routes;
   const find = routes.find.bind(routes);
   routes.find = (service: string, method: string) => (service === '$pipit' ? find(service, method) : find(service, method) ?? echo);
+}
+
+/** `--verbose`: a line for every request the connection runs (looked up in its route table). */
+function logRequests(peer: Peer, n: number): void {
+  const routes = peer.session.routes;
+  const find = routes.find.bind(routes);
+  routes.find = (service: string, method: string) => {
+    process.stderr.write(`connection ${n}: ${service}/${method}\n`);
+    return find(service, method);
+  };
 }
 
 export const serve: Command = { name: 'serve', help: HELP, run };
