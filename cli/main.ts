@@ -73,6 +73,12 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`pipit ${command.name}: ${e.message} (see pipit ${command.name} --help)\n`);
       return EXIT_USAGE;
     }
+    if (e instanceof Error && e.name === 'PipitError') {
+      // A status outside a call (listen refused, say): reported like a call's.
+      const { describeFailure, exitCodeFor } = await import('./status.js');
+      process.stderr.write(`pipit ${command.name}: ${describeFailure(e)}\n`);
+      return exitCodeFor(e);
+    }
     process.stderr.write(`pipit ${command.name}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     return EXIT_FAILURE;
   }

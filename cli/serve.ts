@@ -14,7 +14,8 @@ const HELP = `Usage: pipit serve SOCKET (--testee | --echo) [options]
 Serve pipit on the Unix socket SOCKET until SIGINT or SIGTERM, then close gracefully
 (GOAWAY on every connection, calls in flight finish) and exit 0. A second signal cuts
 the calls still running and exits 1. Prints "listening SOCKET" on stdout once the
-socket accepts connections.
+socket accepts connections. Exits 18 (UNAVAILABLE) when SOCKET is in use by a
+running server or cannot be created; a stale socket file is replaced.
 
   --testee            serve the testee service of spec/TESTEE.md (echo, sha256, rows,
                       fail, sleep, cancellations, callback, goaway)
