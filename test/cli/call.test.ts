@@ -130,6 +130,26 @@ describe('pipit call', () => {
       expect(r.stderr).toBe('UNKNOWN (42)\n');
     });
 
+    it('sends --timeout and --metadata in the ext block (a capture, dissected by pipit decode)', async () => {
+      let captured: Buffer = Buffer.alloc(0);
+      // STATUS OK for call 0, then GOAWAY(N = 1, OK).
+      const socket = await rawServer((s, received) => {
+        captured = received;
+        s.end(Buffer.from('020000030000' + '020000090100', 'hex'));
+      });
+      const r = await pipit(['call', socket, 'svc', 'm', 'x', '--timeout', '5000', '-m', 'trace=abc', '--metadata', 'user=bob']);
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      const d = JSON.parse((await pipit(['decode', '--json', '--raw', '-'], captured)).stdout.toString()) as {
+        frames: Array<Record<string, unknown> & { ext?: { deadlineMs: number } }>;
+      };
+      expect(d.frames.map((f) => f.type)).toEqual(['HELLO', 'REQUEST']);
+      const req = d.frames[1]!;
+      expect(req).toMatchObject({ flags: ['TEXT', 'EXT'], id: 0, service: 'svc', method: 'm', payload: '78' });
+      expect(req.ext!.deadlineMs).toBeGreaterThan(0);
+      expect(req.ext!.deadlineMs).toBeLessThanOrEqual(5000);
+      expect(req.ext).toMatchObject({ metadata: [['trace', 'abc'], ['user', 'bob']] });
+    });
+
     it('Ctrl-C: the call is cancelled (CANCEL reaches the testee), exit 11', async () => {
       const { socket } = await serve();
       const p = new Proc(['call', socket, 'testee', 'sleep', '600000', '--verbose']);
@@ -152,7 +172,7 @@ afterEach(() => {
  * A raw socket server that waits for the client's REQUEST (after its HELLO) and then does
  * `act` to the connection.
  */
-async function rawServer(act: (s: net.Socket) => void): Promise<string> {
+async function rawServer(act: (s: net.Socket, received: Buffer) => void): Promise<string> {
   const path = join(tempDir(), 'raw.sock');
   const server = net.createServer((s) => {
     let seen = Buffer.alloc(0);
@@ -162,7 +182,7 @@ async function rawServer(act: (s: net.Socket) => void): Promise<string> {
       // HELLO (type 0) then REQUEST (type 1): act once a REQUEST word has arrived.
       for (let p = 0; p + 4 <= seen.length; p += 4 + (seen[p]! | (seen[p + 1]! << 8) | (seen[p + 2]! << 16))) {
         if ((seen[p + 3]! & 0xf) === 1) {
-          act(s);
+          act(s, seen);
           seen = Buffer.alloc(0);
           return;
         }
