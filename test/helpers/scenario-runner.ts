@@ -448,6 +448,9 @@ export async function runScenario(s: Scenario): Promise<void> {
   const problems = lintScenario(s);
   if (problems.length > 0) throw new ScenarioFailure(`malformed scenario:\n  ${problems.join('\n  ')}`);
   const run = new Run(s);
+  // Diagnostics only: SCENARIO_KEEP_GOING=1 reports every failing expectation, not just the first.
+  const keepGoing = process.env.SCENARIO_KEEP_GOING === '1';
+  const failures: string[] = [];
   for (let i = 0; i < s.steps.length; i++) {
     const step = s.steps[i]!;
     try {
@@ -455,9 +458,11 @@ export async function runScenario(s: Scenario): Promise<void> {
     } catch (e) {
       const what = JSON.stringify(step);
       const msg = e instanceof Error ? e.message : String(e);
-      throw new ScenarioFailure(`${s.name}: step ${i + 1} ${what.length > 200 ? what.slice(0, 200) + '...' : what}\n  ${msg}`);
+      failures.push(`${s.name}: step ${i + 1} ${what.length > 200 ? what.slice(0, 200) + '...' : what}\n  ${msg}`);
+      if (!keepGoing || !Object.keys(step)[0]!.startsWith('expect')) break;
     }
   }
+  if (failures.length > 0) throw new ScenarioFailure(failures.join('\n'));
 }
 
 class Run {
