@@ -447,7 +447,12 @@ function failure(f: Failure): PipitError {
 export async function runScenario(s: Scenario): Promise<void> {
   const problems = lintScenario(s);
   if (problems.length > 0) throw new ScenarioFailure(`malformed scenario:\n  ${problems.join('\n  ')}`);
-  const run = new Run(s);
+  let run: Run;
+  try {
+    run = new Run(s);
+  } catch (e) {
+    throw new ScenarioFailure(`${s.name}: the session could not be created with options ${JSON.stringify(s.options ?? {})}: ${e instanceof Error ? e.message : String(e)}`);
+  }
   // Diagnostics only: SCENARIO_KEEP_GOING=1 reports every failing expectation, not just the first.
   const keepGoing = process.env.SCENARIO_KEEP_GOING === '1';
   const failures: string[] = [];
