@@ -395,6 +395,12 @@ interface HandlerRecord {
   aborted?: string | null;
   /** Invocations of a hold behaviour still waiting for their release, oldest first. */
   waiting: Held[];
+  /**
+   * Releases of a stream behaviour made before its producer started: the TS session starts a
+   * stream handler's generator only once the call has credit, where a push-style producer
+   * would already be running. They go to the next invocation that starts.
+   */
+  early: Release[];
 }
 
 type Release = Record<string, any>;
@@ -493,7 +499,7 @@ class Run {
     for (const [svc, methods] of Object.entries(scenario.services ?? {})) {
       services[svc] = {};
       for (const [m, b] of Object.entries(methods)) {
-        const rec: HandlerRecord = { calls: 0, waiting: [] };
+        const rec: HandlerRecord = { calls: 0, waiting: [], early: [] };
         this.handlers.set(`${svc}/${m}`, rec);
         services[svc][m] = b.kind === 'unary' ? this.unary(b, rec) : this.stream(b, rec);
       }
@@ -572,7 +578,7 @@ class Run {
       const queue: Array<Buffer | string> = [];
       let end: Release | null = null;
       let wake: (() => void) | null = null;
-      rec.waiting.push({
+      const held: Held = {
         release: (r) => {
           if (end !== null) throw new ScenarioFailure('release of a stream handler that has ended');
           for (const h of (r.items ?? []) as Hex[]) queue.push(hexBytes(h));
@@ -581,7 +587,9 @@ class Run {
           else if (r.reply !== undefined || r.replyText !== undefined || r.empty !== undefined) throw new ScenarioFailure('release of a stream handler with a unary result');
           wake?.();
         },
-      });
+      };
+      rec.waiting.push(held);
+      for (const r of rec.early.splice(0)) run.applyRelease(rec, held, r);
       for (;;) {
         while (queue.length > 0) yield queue.shift()!;
         const e = end as Release | null;
@@ -629,10 +637,16 @@ class Run {
       case 'release': {
         const rec = this.handlers.get(v.handler)!;
         const held = rec.waiting[0];
-        if (held === undefined) throw new ScenarioFailure(`no invocation of ${v.handler} is waiting for a release`);
-        const ending = v.items === undefined && v.itemsText === undefined ? true : v.end === true || v.fail !== undefined || v.throw !== undefined;
-        held.release(v);
-        if (ending) rec.waiting.shift();
+        if (held === undefined) {
+          const [svc, m] = (v.handler as string).split('/') as [string, string];
+          const b = this.scenario.services?.[svc]?.[m];
+          if (b?.kind === 'stream' && b.hold) {
+            rec.early.push(v);
+            return;
+          }
+          throw new ScenarioFailure(`no invocation of ${v.handler} is waiting for a release`);
+        }
+        this.applyRelease(rec, held, v);
         return;
       }
       case 'advance':
@@ -670,6 +684,12 @@ class Run {
       default:
         throw new ScenarioFailure(`unknown step ${key}`);
     }
+  }
+
+  applyRelease(rec: HandlerRecord, held: Held, r: Release): void {
+    const ending = r.items === undefined && r.itemsText === undefined ? true : r.end === true || r.fail !== undefined || r.throw !== undefined;
+    held.release(r);
+    if (ending && rec.waiting[0] === held) rec.waiting.shift();
   }
 
   private feed(bytes: Buffer): void {
