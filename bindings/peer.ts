@@ -45,6 +45,8 @@ const now = (): number => performance.now();
 
 /** After a graceful end, how long the other side may take to end too before we destroy. */
 const CLOSE_GRACE_MS = 2000;
+/** Longest delay setTimeout honours (2^31-1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 0x7fffffff;
 
 export class Peer extends EventEmitter<PeerEvents> {
   readonly session: Session;
@@ -263,7 +265,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
     this.timerAt = at;
     if (at === Infinity) return;
-    this.timer = setTimeout(() => this.onTimer(), Math.max(0, Math.ceil(at - now())));
+    // Node fires a delay above 2^31-1 ms after 1 ms (with a TimeoutOverflowWarning): wait in
+    // steps instead; an early wake-up ticks nothing and re-arms (spec §8.5: deadlines up to
+    // 2^32-1 ms cost nothing while they run).
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(at - now())));
+    this.timer = setTimeout(() => this.onTimer(), delay);
     this.timer.unref();
   }
 
