@@ -416,6 +416,8 @@ interface CallRecord {
   unary?: Outcome;
   messages: Buffer[];
   finished: boolean;
+  /** The session finished the stream more than once (Rule: one outcome per call). */
+  finishedAgain: boolean;
   error: PipitError | null;
   handle?: MessageStream;
 }
@@ -438,9 +440,10 @@ let opening: CallRecord | null = null;
   };
   proto.finish = function (this: MessageStream, error: PipitError | null): void {
     const r = streamRecords.get(this) ?? opening;
-    if (r !== null && r !== undefined && !r.finished) {
+    if (r !== null && r !== undefined) {
+      if (r.finished) r.finishedAgain = true;
+      else r.error = error;
       r.finished = true;
-      r.error = error;
     }
     finish.call(this, error);
   };
@@ -471,6 +474,15 @@ export async function runScenario(s: Scenario): Promise<void> {
       const msg = e instanceof Error ? e.message : String(e);
       failures.push(`${s.name}: step ${i + 1} ${what.length > 200 ? what.slice(0, 200) + '...' : what}\n  ${msg}`);
       if (!keepGoing || !Object.keys(step)[0]!.startsWith('expect')) break;
+    }
+  }
+  if (failures.length === 0) {
+    // What the subject wrote after the last expectation must still decode and fit the peer's limit.
+    try {
+      await run.settle();
+      run.checkWritten();
+    } catch (e) {
+      failures.push(`${s.name}: after the last step\n  ${e instanceof Error ? e.message : String(e)}`);
     }
   }
   if (failures.length > 0) throw new ScenarioFailure(failures.join('\n'));
@@ -703,7 +715,7 @@ class Run {
     const options: Record<string, unknown> = { signal: controller.signal };
     if (v.timeoutMs !== undefined) options.timeout = v.timeoutMs;
     if (v.metadata !== undefined) options.metadata = Object.fromEntries(v.metadata as Array<[string, string]>);
-    const rec: CallRecord = { stream: v.stream === true, controller, messages: [], finished: false, error: null };
+    const rec: CallRecord = { stream: v.stream === true, controller, messages: [], finished: false, finishedAgain: false, error: null };
     this.calls.set(v.id, rec);
     if (rec.stream) {
       if (v.credit !== undefined) options.credit = v.credit;
@@ -757,8 +769,13 @@ class Run {
 
   // ---- expectations ----
 
-  private expect(key: string, v: any): void {
+  /** Everything written so far decoded (the Tap throws otherwise) and fit the peer's frame limit. */
+  checkWritten(): void {
     if (this.sizeProblem !== null) throw new ScenarioFailure(this.sizeProblem);
+  }
+
+  private expect(key: string, v: any): void {
+    this.checkWritten();
     switch (key) {
       case 'expectSent':
         return this.expectSent(v as SFrame[]);
@@ -849,6 +866,7 @@ class Run {
     const r = this.record(v.call);
     const who = `call ${v.call}`;
     if (r.stream) {
+      if (r.finishedAgain) throw new ScenarioFailure(`${who}: the stream was ended more than once`);
       if (v.ok !== undefined && v.ok !== true) throw new ScenarioFailure(`${who} is a stream: ok is true, messages go in "messages"`);
       if (v.okText !== undefined) throw new ScenarioFailure(`${who} is a stream: use messagesText`);
       const want = v.messages !== undefined ? (v.messages as Hex[]).map(hexBytes) : v.messagesText !== undefined ? (v.messagesText as string[]).map((t) => Buffer.from(t)) : null;
