@@ -58,8 +58,6 @@ function select(q: Query | null): { sql: string; params: number[] } {
 // ---- cursors: what each stream is doing, for the `cursor` method and the log ----
 
 interface Cursor {
-  tag: string;
-  method: string;
   produced: number;
   state: CursorState;
 }
@@ -81,7 +79,7 @@ let untagged = 0;
 async function* streamRows(ctx: HandlerContext, q: Query | null): AsyncGenerator<Buffer> {
   const tagged = ctx.metadata.cursor !== undefined;
   const tag = ctx.metadata.cursor ?? `${ctx.method}#${++untagged}`;
-  const cursor: Cursor = { tag, method: ctx.method, produced: 0, state: CursorState.OPEN };
+  const cursor: Cursor = { produced: 0, state: CursorState.OPEN };
   cursors.set(tag, cursor);
   openCursors++;
   const t0 = performance.now();
