@@ -76,6 +76,11 @@ export interface SessionOptions {
   peer?: unknown;
   /** Send HELLO first. Defaults to true. */
   hello?: boolean;
+  /**
+   * Serve `$pipit`/`methods`, the list of methods served (spec/PROTOCOL.md §8.11); when false,
+   * calls to it get UNKNOWN_SERVICE. Defaults to true.
+   */
+  introspection?: boolean;
 }
 
 export interface CallOptions {
@@ -278,7 +283,7 @@ export class Session {
     this.initialCredit = positive(options.initialCredit ?? 128, 'initialCredit');
     this.maxStreamWindowBytes = positive(options.maxStreamWindowBytes ?? 1024 * 1024, 'maxStreamWindowBytes');
     this.maxWriteBufferBytes = positive(options.maxWriteBufferBytes ?? 4 * 1024 * 1024, 'maxWriteBufferBytes');
-    this.routes = new RouteTable(options.services);
+    this.routes = new RouteTable(options.services, { introspection: options.introspection });
     this.peerRef = options.peer;
     if (options.hello !== false) {
       this.writer.hello(PROTOCOL_VERSION, [
