@@ -1086,15 +1086,22 @@ export class Session {
     if (discarded >= 0x80000000) {
       throw new ProtocolError('E_BAD_GOAWAY', `GOAWAY counts ${lastSeq} requests received, but ${this.sentSeq} were sent`);
     }
-    this.goawayReceived = true;
+    const gone: OutCall[] = [];
     if (discarded > 0) {
       for (let id = 0; id < this.out.length; id++) {
         const call = this.out[id];
-        if (call === undefined || ((this.sentSeq - call.seq) >>> 0) >= discarded) continue;
-        // Not processed, so safe to retry; its id is free again.
-        this.settleOut(call, new PipitError('UNAVAILABLE', `the peer is going away${message ? ': ' + message : ''}; the call was not processed`));
-        this.releaseOut(call);
+        if (call !== undefined && ((this.sentSeq - call.seq) >>> 0) < discarded) gone.push(call);
       }
+      // The peer sent nothing for a discarded request, so each must still be open here.
+      if (gone.length !== discarded) {
+        throw new ProtocolError('E_BAD_GOAWAY', `GOAWAY discards the last ${discarded} requests sent, but ${discarded - gone.length} of them were answered`);
+      }
+    }
+    this.goawayReceived = true;
+    for (const call of gone) {
+      // Not processed, so safe to retry; its id is free again.
+      this.settleOut(call, new PipitError('UNAVAILABLE', `the peer is going away${message ? ': ' + message : ''}; the call was not processed`));
+      this.releaseOut(call);
     }
     this.failQueued(new PipitError('UNAVAILABLE', 'the peer is going away; the call was not sent'));
     this.goAway();
