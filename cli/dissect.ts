@@ -149,9 +149,10 @@ export function dissect(bytes: Uint8Array, codec: Codec, maxFrameBytes: number):
   return { bytes: bytes.length, frames, error: bad };
 }
 
-/** The error's message without the offset the library appends to it. */
+/** The error's message without the name and offset it starts with (spec/PROTOCOL.md §10.1). */
 function detail(e: ProtocolError): string {
-  return e.message.replace(/ \(at byte \d+\)$/, '');
+  const prefix = `${e.reason}${e.offset >= 0 ? ` at offset ${e.offset}` : ''}: `;
+  return e.message.startsWith(prefix) ? e.message.slice(prefix.length) : e.message;
 }
 
 function row(batch: FrameBatch, i: number): DissectedFrame {
@@ -227,8 +228,8 @@ function extEntries(b: Uint8Array, start: number, end: number): ExtEntry[] {
 
 /** Status name of a code as received (§13): reserved and application codes named as such. */
 export function statusLabel(code: number): string {
-  if (code < STATUS_NAMES.length) return STATUS_NAMES[code]!;
   if (code === 11) return 'reserved (CONNECTION_CLOSED is local only, never on the wire)';
+  if (code < STATUS_NAMES.length) return STATUS_NAMES[code]!;
   if (code < 256) return 'reserved';
   return 'application-defined';
 }

@@ -3,7 +3,7 @@
  * every status a call can end with (spec/PROTOCOL.md §13), 10 + its number, so a script can
  * tell them apart without parsing stderr.
  */
-import { PipitError, ProtocolError, Status, type StatusName } from '../bindings/index.js';
+import { PipitError, Status, type StatusName } from '../bindings/index.js';
 
 export const EXIT_OK = 0;
 /** A failure that is not a call status: output could not be written, a file could not be read... */
@@ -16,9 +16,6 @@ const STATUS_BASE = 10;
 export const EXIT_UNKNOWN_STATUS = 22;
 /** An application-defined status (256 and above); the number is on stderr. */
 export const EXIT_APPLICATION_STATUS = 23;
-/** The local-only CONNECTION_CLOSED (§13.1). */
-const CONNECTION_CLOSED = 11;
-
 const NAMES = Object.keys(Status) as StatusName[];
 
 const MEANINGS: Partial<Record<StatusName, string>> = {
@@ -32,15 +29,15 @@ const MEANINGS: Partial<Record<StatusName, string>> = {
   UNAVAILABLE: 'not processed, safe to retry (also: cannot connect)',
   PROTOCOL_ERROR: 'the protocol was broken',
   INTERNAL: 'implementation failure',
+  CONNECTION_CLOSED: 'the connection ended with the call open (local only, §13.1)',
 };
 
 /** Rows of the table in `--help` and the README: [exit, status, meaning]. */
 export const EXIT_TABLE: ReadonlyArray<readonly [number, string, string]> = [
   [EXIT_OK, 'OK', 'the call succeeded'],
-  [EXIT_FAILURE, '-', 'a local failure that is not a call status (reading input, writing output)'],
+  [EXIT_FAILURE, '-', 'a local failure that is not a call status'],
   [EXIT_USAGE, '-', 'bad arguments'],
   ...NAMES.filter((n) => n !== 'OK').map((n) => [STATUS_BASE + Status[n], `${n} (${Status[n]})`, MEANINGS[n] ?? ''] as const),
-  [STATUS_BASE + CONNECTION_CLOSED, 'CONNECTION_CLOSED (11)', 'the connection ended with the call open (local only)'],
   [EXIT_UNKNOWN_STATUS, 'UNKNOWN (12-255)', 'a reserved status number was received'],
   [EXIT_APPLICATION_STATUS, 'application (>= 256)', 'an application-defined status; its number is on stderr'],
 ];
@@ -48,24 +45,19 @@ export const EXIT_TABLE: ReadonlyArray<readonly [number, string, string]> = [
 /** The exit status for a failed call (or any error the command ended with). */
 export function exitCodeFor(err: unknown): number {
   if (!(err instanceof PipitError)) return EXIT_FAILURE;
-  if (err.code === 'CONNECTION_CLOSED') return STATUS_BASE + CONNECTION_CLOSED;
   if (err.code === 'UNKNOWN') return EXIT_UNKNOWN_STATUS;
   if (err.status >= 256) return EXIT_APPLICATION_STATUS;
   return STATUS_BASE + Status[err.code];
 }
 
-/** One line for stderr: status name, its number, and the message. */
+/**
+ * One line for stderr: status name, its number, and the message (a protocol error's message
+ * starts with the rule broken and its offset, spec/PROTOCOL.md §10.1).
+ */
 export function describeFailure(err: unknown): string {
   if (!(err instanceof PipitError)) return err instanceof Error ? err.message : String(err);
-  const number = err.code === 'CONNECTION_CLOSED' ? CONNECTION_CLOSED : err.status;
-  const name = err.status >= 256 && err.code !== 'CONNECTION_CLOSED' ? 'application status' : err.code;
-  let message = err.message;
-  if (err instanceof ProtocolError) {
-    // Name the rule broken, as an ERROR frame's message does (spec/PROTOCOL.md §10.1).
-    const where = err.offset >= 0 ? ` at offset ${err.offset}` : '';
-    message = `${err.reason}${where}: ${message.replace(/ \(at byte \d+\)$/, '')}`;
-  }
-  return `${name} (${number})${message ? `: ${message}` : ''}`;
+  const name = err.status >= 256 ? 'application status' : err.code;
+  return `${name} (${err.status})${err.message ? `: ${err.message}` : ''}`;
 }
 
 /** The exit-code table as aligned text, for `--help`. */
