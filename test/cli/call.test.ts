@@ -68,10 +68,9 @@ describe('pipit call', () => {
     });
 
     // §13.2: a handler failing with a code it may not send is answered APPLICATION_ERROR
-    // with the same message. The TS session still sends such codes as they are, so these
-    // are expected to fail until it maps them; then drop `.fails`.
+    // with the same message.
     for (const code of [2, 3, 8, 9, 11, 42]) {
-      it.fails(`testee fail ${code} arrives as APPLICATION_ERROR (§13.2), exit 15`, async () => {
+      it(`testee fail ${code} arrives as APPLICATION_ERROR (§13.2), exit 15`, async () => {
         const { socket } = await serve();
         const r = await pipit(['call', socket, 'testee', 'fail', `${code} relayed`]);
         expect(r.stderr).toBe('APPLICATION_ERROR (5): relayed\n');
