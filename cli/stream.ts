@@ -87,10 +87,14 @@ async function run(argv: string[]): Promise<number> {
       ...(credit === undefined ? {} : { credit }),
     });
     if (settings.verbose) process.stderr.write(`sent ${service}/${method} as a stream call\n`);
+    // A reader that stops reading (without going away) must not keep Ctrl-C from working.
+    const aborted = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve(), { once: true }));
     for await (const message of stream) {
       // Messages that arrived before a cancel stay readable: stop at once instead.
       if (controller.signal.aborted) break;
-      await write(out, message, outEnc);
+      const written = write(out, message, outEnc);
+      written.catch(() => {}); // a write error is seen through out.failed
+      await Promise.race([written, aborted]);
       count++;
     }
     if (controller.signal.aborted) throw controller.signal.reason;
