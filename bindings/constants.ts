@@ -64,8 +64,8 @@ export const EXT_DEADLINE = 0x01; // varint: milliseconds the caller waits, from
 export const EXT_CREDIT = 0x02; // varint: initial stream credit
 export const EXT_METADATA = 0x03; // u8 keyLen, key, value bytes
 
-/** Initial credit of a stream whose REQUEST carries no EXT_CREDIT entry. */
-export const DEFAULT_WIRE_CREDIT = 16;
+/** Initial credit of a stream whose REQUEST carries no EXT_CREDIT entry (spec §8.6). */
+export const DEFAULT_WIRE_CREDIT = 128;
 /** Largest credit a responder may hold for one call. */
 export const MAX_CREDIT = 0x7fffffff;
 
@@ -81,6 +81,8 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_INFLIGHT = 1024;
 /** Names are length-prefixed by one byte. */
 export const MAX_NAME_BYTES = 255;
+/** Longest message a STATUS, GOAWAY or ERROR frame may carry, cut on a UTF-8 boundary (spec §7.4). */
+export const MAX_STATUS_MESSAGE_BYTES = 1024;
 
 // ---- Status codes (spec/PROTOCOL.md, status table) ------------------------------
 export const Status = {
@@ -95,15 +97,44 @@ export const Status = {
   UNAVAILABLE: 8,
   PROTOCOL_ERROR: 9,
   INTERNAL: 10,
+  /** Local only (spec §13.1): never sent, and read as UNKNOWN when received. */
+  CONNECTION_CLOSED: 11,
 } as const;
 export type StatusName = keyof typeof Status;
 /** First application-defined status code. */
 export const APP_STATUS_MIN = 256;
 
-/** Number → name, an explicit table (never a reverse lookup that can silently miss). */
+/**
+ * Number → name of the codes a frame may carry, an explicit table (never a reverse lookup
+ * that can silently miss). CONNECTION_CLOSED (11) is not here: it never comes off the wire.
+ */
 export const STATUS_NAMES: readonly StatusName[] = [
   'OK', 'CANCELLED', 'UNKNOWN_SERVICE', 'UNKNOWN_METHOD', 'INVALID_ARGUMENT', 'APPLICATION_ERROR',
   'DEADLINE_EXCEEDED', 'RESOURCE_EXHAUSTED', 'UNAVAILABLE', 'PROTOCOL_ERROR', 'INTERNAL',
+];
+
+/**
+ * Codes a handler may fail with as they are (spec §13, last column). Any other code a handler
+ * fails with is sent as APPLICATION_ERROR (§13.2): OK, the "not processed" codes, the
+ * connection codes and reserved numbers would each tell the caller something untrue.
+ */
+export function handlerMaySend(status: number): boolean {
+  return status >= APP_STATUS_MIN || HANDLER_CODES.has(status);
+}
+const HANDLER_CODES: ReadonlySet<number> = new Set([
+  Status.CANCELLED, Status.INVALID_ARGUMENT, Status.APPLICATION_ERROR, Status.DEADLINE_EXCEEDED,
+  Status.RESOURCE_EXHAUSTED, Status.INTERNAL,
+]);
+
+/** Session violations (spec §14.3): the name an ERROR message starts with (§10.1). */
+export type SessionViolation =
+  | 'E_BAD_HELLO' | 'E_ID_IN_USE' | 'E_NO_SUCH_CALL' | 'E_SECOND_MESSAGE' | 'E_NO_CREDIT'
+  | 'E_CREDIT_OVERFLOW' | 'E_TEXT_CONTINUATION' | 'E_DATA_COMPLETE' | 'E_OK_MID_MESSAGE'
+  | 'E_SECOND_GOAWAY' | 'E_BAD_GOAWAY';
+export const SESSION_VIOLATIONS: readonly SessionViolation[] = [
+  'E_BAD_HELLO', 'E_ID_IN_USE', 'E_NO_SUCH_CALL', 'E_SECOND_MESSAGE', 'E_NO_CREDIT',
+  'E_CREDIT_OVERFLOW', 'E_TEXT_CONTINUATION', 'E_DATA_COMPLETE', 'E_OK_MID_MESSAGE',
+  'E_SECOND_GOAWAY', 'E_BAD_GOAWAY',
 ];
 
 // ---- Codec error codes (scanner → TS), spec/PROTOCOL.md validation table ------------

@@ -1,12 +1,12 @@
 import { APP_STATUS_MIN, CODEC_ERROR_NAMES, STATUS_NAMES, Status, type StatusName } from './constants.js';
 
 /**
- * Every failure pipit reports. `code` is a status name from spec/PROTOCOL.md (or
- * 'CONNECTION_CLOSED', which is local only, or 'UNKNOWN' for a reserved number this
- * version does not know). `status` is the numeric code sent on the wire: for an
+ * Every failure pipit reports. `code` is a status name from spec/PROTOCOL.md §13
+ * ('CONNECTION_CLOSED' is local only, 'UNKNOWN' a reserved number this version does not
+ * know). `status` is the number: the wire code, or 11 for CONNECTION_CLOSED (§13.1); for an
  * application-defined status (>= 256) `code` is 'APPLICATION_ERROR' and `status` the number.
  */
-export type ErrorCode = Exclude<StatusName, 'OK'> | 'CONNECTION_CLOSED' | 'UNKNOWN';
+export type ErrorCode = Exclude<StatusName, 'OK'> | 'UNKNOWN';
 
 const BRAND = Symbol.for('pipit.error');
 
@@ -24,13 +24,13 @@ export class PipitError extends Error {
       this.status = code >>> 0;
       this.code = statusName(this.status);
     } else {
-      if (!(code in Status) && code !== 'CONNECTION_CLOSED' && code !== 'UNKNOWN') {
+      if ((!(code in Status) || (code as string) === 'OK') && code !== 'UNKNOWN') {
         throw new TypeError(`unknown pipit error code ${JSON.stringify(code)}`);
       }
       this.code = code;
-      // Local-only codes map to the status a handler rethrowing them would send.
-      this.status =
-        code === 'CONNECTION_CLOSED' ? Status.UNAVAILABLE : code === 'UNKNOWN' ? Status.INTERNAL : Status[code];
+      // UNKNOWN without a number: a failure of unknown kind. What a handler's failure becomes
+      // on the wire is decided by handlerMaySend (spec §13.2), not here.
+      this.status = code === 'UNKNOWN' ? Status.INTERNAL : Status[code];
     }
     this.name = 'PipitError';
   }
@@ -43,15 +43,19 @@ export class PipitError extends Error {
 }
 Object.defineProperty(PipitError.prototype, BRAND, { value: true });
 
-/** The peer broke the protocol (or the input is not pipit). Terminal for the connection. */
+/**
+ * The protocol was broken: by the peer (or the input is not pipit), or — `reason` 'E_PEER' —
+ * the peer's ERROR says we broke it. Terminal for the connection. The message starts with the
+ * rule's name, as the ERROR frame's does (spec §10.1): `E_BAD_FLAGS at offset 118: ...`.
+ */
 export class ProtocolError extends PipitError {
-  /** Codec error name (E_*), or 'E_SESSION' for a rule the session enforces. */
+  /** Codec error name (E_*, spec §14.2), session violation name (§14.3), or 'E_PEER'. */
   readonly reason: string;
   /** Stream offset of the first byte of the bad frame, or -1 when not tied to one frame. */
   readonly offset: number;
 
-  constructor(reason: string, message: string, offset = -1) {
-    super('PROTOCOL_ERROR', offset >= 0 ? `${message} (at byte ${offset})` : message);
+  constructor(reason: string, detail: string, offset = -1) {
+    super('PROTOCOL_ERROR', `${reason}${offset >= 0 ? ` at offset ${offset}` : ''}: ${detail}`);
     this.name = 'ProtocolError';
     this.reason = reason;
     this.offset = offset;
@@ -66,7 +70,7 @@ export class InvalidArgumentError extends PipitError {
   }
 }
 
-/** Name for a status number received from the wire. */
+/** Name for a status number received from the wire (11, local only, reads as UNKNOWN). */
 export function statusName(status: number): ErrorCode {
   if (status >= APP_STATUS_MIN) return 'APPLICATION_ERROR';
   const name = STATUS_NAMES[status];

@@ -8,7 +8,7 @@
  * it likes.
  */
 import {
-  EXT_CREDIT, EXT_DEADLINE, EXT_METADATA, F_EXT, MAX_NAME_BYTES, T_CANCEL, T_CREDIT, T_DATA,
+  EXT_CREDIT, EXT_DEADLINE, EXT_METADATA, F_EXT, MAX_NAME_BYTES, MAX_STATUS_MESSAGE_BYTES, T_CANCEL, T_CREDIT, T_DATA,
   T_ERROR, T_EXTENSION, T_GOAWAY, T_HELLO, T_PING, T_PONG, T_REQUEST, T_RESPONSE, T_STATUS, WORD_BYTES,
   MAX_LENGTH_FIELD,
 } from './constants.js';
@@ -112,15 +112,19 @@ export class FrameWriter {
 
   // ---- internals ----
 
+  /**
+   * STATUS, GOAWAY, ERROR: the message is cut to MAX_STATUS_MESSAGE_BYTES. Buffer#write with a
+   * length never writes part of a character, so the cut falls on a UTF-8 boundary (spec §7.4).
+   */
   private coded(type: number, id: number, code: number, message: string): void {
-    const maxMsg = message.length * 3;
+    const maxMsg = Math.min(message.length * 3, MAX_STATUS_MESSAGE_BYTES);
     const fixed = varintSize(code);
     this.reserve(WORD_BYTES + 5 + fixed + maxMsg);
     const at = this.pos;
     this.pos += WORD_BYTES;
     this.varint(id);
     this.varint(code);
-    const n = maxMsg === 0 ? 0 : this.buf.write(message, this.pos, 'utf8');
+    const n = maxMsg === 0 ? 0 : this.buf.write(message, this.pos, maxMsg, 'utf8');
     this.pos += n;
     this.patchWord(at, this.pos - at - WORD_BYTES, type, 0);
   }

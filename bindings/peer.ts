@@ -22,6 +22,7 @@ import type { Decoder } from './codec.js';
 import { selectCodec, type CodecChoice } from './codec-select.js';
 import { PipitError } from './errors.js';
 import type { Payload } from './frame-writer.js';
+import { INTROSPECTION_METHOD, INTROSPECTION_SERVICE, decodeMethodList, type MethodInfo } from './introspection.js';
 import type { MessageStream } from './message-stream.js';
 import type { Service } from './routes.js';
 import { Session, type CallOptions, type SessionOptions, type StreamOptions } from './session.js';
@@ -42,9 +43,12 @@ export interface InPlaceReader {
 }
 
 const now = (): number => performance.now();
+const EMPTY_REQUEST = new Uint8Array(0);
 
 /** After a graceful end, how long the other side may take to end too before we destroy. */
 const CLOSE_GRACE_MS = 2000;
+/** Longest delay setTimeout honours (2^31-1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 0x7fffffff;
 
 export class Peer extends EventEmitter<PeerEvents> {
   readonly session: Session;
@@ -121,6 +125,16 @@ export class Peer extends EventEmitter<PeerEvents> {
     return this;
   }
 
+
+  /**
+   * The methods the other peer serves on this connection, from its `$pipit`/`methods`
+   * (spec/PROTOCOL.md §8.11), sorted by service then method.
+   * @throws rejects with UNKNOWN_SERVICE when the peer has introspection off, PROTOCOL_ERROR
+   *   when its answer is malformed, or as any call fails.
+   */
+  async methods(options?: CallOptions): Promise<MethodInfo[]> {
+    return decodeMethodList(await this.call(INTROSPECTION_SERVICE, INTROSPECTION_METHOD, EMPTY_REQUEST, options));
+  }
 
   /** Round trip time in milliseconds (PING/PONG). */
   ping(): Promise<number> {
@@ -263,7 +277,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
     this.timerAt = at;
     if (at === Infinity) return;
-    this.timer = setTimeout(() => this.onTimer(), Math.max(0, Math.ceil(at - now())));
+    // Node fires a delay above 2^31-1 ms after 1 ms (with a TimeoutOverflowWarning): wait in
+    // steps instead; an early wake-up ticks nothing and re-arms (spec §8.5: deadlines up to
+    // 2^32-1 ms cost nothing while they run).
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(at - now())));
+    this.timer = setTimeout(() => this.onTimer(), delay);
     this.timer.unref();
   }
 
@@ -299,15 +317,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
     if (this.paused) stream.resume();
     stream.end();
-    if (this.closeError !== null) {
-      // Failed connection: nothing more is wanted from the other side.
-      stream.once('finish', () => setImmediate(() => stream.destroy()));
-      return;
-    }
-    // Graceful: wait for the other side's end too (a socket closes by itself then). Destroying
-    // as soon as our end is flushed would make a frame the other side is still writing (a
-    // CREDIT, say) fail with EPIPE, and that error can cut off answers it has not read yet.
-    // A Duplex whose other side never ends is destroyed after a grace period.
+    // Wait for the other side's end too (a socket closes by itself then), reading and dropping
+    // what still arrives (spec §9.4, §10.1). Destroying as soon as our end is flushed would
+    // reset a peer that is still writing (a CREDIT, or the rest of a bad frame), and on Linux
+    // the reset can cut off what it has not read yet: our last answers, or our ERROR. A Duplex
+    // whose other side never ends is destroyed after a grace period.
     const grace = setTimeout(() => stream.destroy(), CLOSE_GRACE_MS);
     grace.unref();
     stream.once('close', () => clearTimeout(grace));

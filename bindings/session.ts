@@ -35,7 +35,7 @@
  */
 import {
   DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_WIRE_CREDIT,
-  F_END, F_FOLLOWS, F_STREAM, F_TEXT, MAX_CREDIT, MAX_FRAME_BYTES_LIMIT, PROTOCOL_VERSION,
+  F_END, F_FOLLOWS, F_STREAM, F_TEXT, MAX_CREDIT, MAX_FRAME_BYTES_LIMIT, PROTOCOL_VERSION, handlerMaySend,
   S_MAX_FRAME_BYTES, S_MAX_INFLIGHT, S_MAX_MESSAGE_BYTES, Status, T_CANCEL, T_CREDIT, T_DATA, T_ERROR,
   T_GOAWAY, T_HELLO, T_PING, T_PONG, T_REQUEST, T_RESPONSE, T_STATUS,
 } from './constants.js';
@@ -76,6 +76,11 @@ export interface SessionOptions {
   peer?: unknown;
   /** Send HELLO first. Defaults to true. */
   hello?: boolean;
+  /**
+   * Serve `$pipit`/`methods`, the list of methods served (spec/PROTOCOL.md §8.11); when false,
+   * calls to it get UNKNOWN_SERVICE. Defaults to true.
+   */
+  introspection?: boolean;
 }
 
 export interface CallOptions {
@@ -136,6 +141,8 @@ class OutCall {
   onAbort: (() => void) | null = null;
   /** Frames waiting to be sent (queued call, or remaining fragments). */
   pending: PendingSend | null = null;
+  /** In the local queue and not settled: counted in `queuedLive`. */
+  queued = false;
   constructor(
     readonly stream: MessageStream | null,
     readonly resolve: ((v: Buffer) => void) | null,
@@ -202,8 +209,6 @@ const EMPTY = Buffer.alloc(0);
 const MAX_ADAPTIVE_WINDOW = 65536;
 /** Max bytes of fragments written per takeOutput(), so small frames interleave. */
 const FRAGMENT_BUDGET = 256 * 1024;
-/** Status messages are cut to this many characters. */
-const MAX_STATUS_MESSAGE = 1024;
 
 export class Session {
   // ---- limits ----
@@ -232,6 +237,8 @@ export class Session {
   private outActive = 0;
   private readonly queue: OutCall[] = [];
   private queueHead = 0;
+  /** Queued calls not yet settled (a cancelled one stays in `queue` until dequeued). */
+  private queuedLive = 0;
   private sentSeq = 0;
 
   // ---- their calls ----
@@ -268,14 +275,15 @@ export class Session {
 
   constructor(options: SessionOptions = {}) {
     this.maxFrameBytes = clamp(options.maxFrameBytes ?? 262144, DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES_LIMIT);
-    this.maxMessageBytes = positive(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, 'maxMessageBytes');
+    // 0 is allowed: only empty messages are accepted (spec §11.3).
+    this.maxMessageBytes = atLeast(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, 0, 'maxMessageBytes');
     this.maxInflight = positive(options.maxInflight ?? DEFAULT_MAX_INFLIGHT, 'maxInflight');
     this.maxQueuedCalls = positive(options.maxQueuedCalls ?? 65536, 'maxQueuedCalls');
     this.maxReassemblyBytes = positive(options.maxReassemblyBytes ?? 64 * 1024 * 1024, 'maxReassemblyBytes');
     this.initialCredit = positive(options.initialCredit ?? 128, 'initialCredit');
     this.maxStreamWindowBytes = positive(options.maxStreamWindowBytes ?? 1024 * 1024, 'maxStreamWindowBytes');
     this.maxWriteBufferBytes = positive(options.maxWriteBufferBytes ?? 4 * 1024 * 1024, 'maxWriteBufferBytes');
-    this.routes = new RouteTable(options.services);
+    this.routes = new RouteTable(options.services, { introspection: options.introspection });
     this.peerRef = options.peer;
     if (options.hello !== false) {
       this.writer.hello(PROTOCOL_VERSION, [
@@ -299,7 +307,7 @@ export class Session {
   }
   /** Our calls in flight (sent, awaiting their terminal frame), and queued locally. */
   get outgoingCalls(): number {
-    return this.outActive + (this.queue.length - this.queueHead);
+    return this.outActive + this.queuedLive;
   }
   /** Peer calls being served. */
   get incomingCalls(): number {
@@ -408,13 +416,18 @@ export class Session {
     let ext: Uint8Array | null = null;
     if (timeout !== undefined || credit !== undefined || metadata !== undefined) {
       if (timeout !== undefined && !(timeout >= 0 && timeout <= 0xffffffff)) {
-        throw new InvalidArgumentError(`timeout must be a number of milliseconds >= 0, got ${timeout}`);
+        throw new InvalidArgumentError(`timeout must be a number of milliseconds from 0 to ${0xffffffff}, got ${timeout}`);
       }
       ext = encodeExt({
         deadlineMs: timeout === undefined ? undefined : Math.ceil(timeout),
         credit,
         metadata,
       });
+    }
+    if (timeout === 0) {
+      // Out of time before it was sent: fail it here; never send DEADLINE 0 (spec §8.5).
+      this.settleOut(call, new PipitError('DEADLINE_EXCEEDED', `${call.service}.${call.method} had no time left; not sent`));
+      return;
     }
     if (signal) {
       if (signal.aborted) {
@@ -443,11 +456,13 @@ export class Session {
     }
     call.pending = { route, ext, flags, payload, credit, metadata };
     if (this.outActive >= this.peerMaxInflight || this.congested || this.queueHead < this.queue.length) {
-      if (this.queue.length - this.queueHead >= this.maxQueuedCalls) {
+      if (this.queuedLive >= this.maxQueuedCalls) {
         this.settleOut(call, new PipitError('RESOURCE_EXHAUSTED', `${this.maxQueuedCalls} calls already queued`));
         return;
       }
       this.queue.push(call);
+      call.queued = true;
+      this.queuedLive++;
       return;
     }
     this.send(call);
@@ -458,8 +473,14 @@ export class Session {
     const p = call.pending!;
     call.pending = null;
     if (call.deadline !== NO_DEADLINE && this.clock > call.openedAt) {
-      // It waited in the queue: the deadline on the wire is the time left (spec/PROTOCOL.md §8.5).
-      p.ext = encodeExt({ deadlineMs: Math.max(0, Math.ceil(call.deadline - this.clock)), credit: p.credit, metadata: p.metadata });
+      // It waited in the queue: the deadline on the wire is the time left, rounded up, so it is
+      // never 0 while time is left (spec/PROTOCOL.md §8.5). Out of time: not sent at all.
+      const left = Math.ceil(call.deadline - this.clock);
+      if (left <= 0) {
+        this.settleOut(call, new PipitError('DEADLINE_EXCEEDED', `${call.service}.${call.method} did not finish before its deadline; not sent`));
+        return;
+      }
+      p.ext = encodeExt({ deadlineMs: left, credit: p.credit, metadata: p.metadata });
     }
     const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.nextId++;
     call.id = id;
@@ -529,6 +550,10 @@ export class Session {
   private settleOut(call: OutCall, result: Buffer | PipitError): void {
     if (call.settled) return;
     call.settled = true;
+    if (call.queued) {
+      call.queued = false;
+      this.queuedLive--;
+    }
     if (call.parts !== null) {
       // Keep `parts` as a marker that a fragmented message is still arriving; drop its bytes.
       this.reassemblyBytes -= call.partBytes;
@@ -548,8 +573,13 @@ export class Session {
     }
   }
 
-  /** The terminal frame for our call arrived: release the id, then maybe send a queued call. */
+  /**
+   * The call is over on the wire (its terminal frame arrived, or GOAWAY discarded it): drop
+   * its unwritten fragments — written after a REQUEST that reuses the id they would be read as
+   * the new call's (spec §8.7) — release the id, then maybe send a queued call.
+   */
   private releaseOut(call: OutCall): void {
+    this.dropFragments(true, call.id);
     this.out[call.id] = undefined;
     if (call.id === this.nextId - 1) this.nextId--;
     else this.freeIds.push(call.id);
@@ -563,12 +593,17 @@ export class Session {
 
   /** Send queued calls while the peer's maxInflight and our output allow. */
   private pump(): void {
+    if (this.phase !== Phase.OPEN || this.goawayReceived) return; // failQueued settles them
     while (this.queueHead < this.queue.length && this.outActive < this.peerMaxInflight && !this.congested) {
       const call = this.queue[this.queueHead]!;
       this.queue[this.queueHead++] = undefined as unknown as OutCall;
       if (this.queueHead === this.queue.length) {
         this.queue.length = 0;
         this.queueHead = 0;
+      }
+      if (call.queued) {
+        call.queued = false;
+        this.queuedLive--;
       }
       if (!call.settled) this.send(call);
     }
@@ -586,17 +621,20 @@ export class Session {
     const id = batch.id(i);
     const flags = batch.flags(i);
     const seq = (this.recvSeq = (this.recvSeq + 1) >>> 0);
+    // The id rule comes first, even after our GOAWAY (spec §9.2): the caller broke §4.2.
+    if (this.inc.has(id)) {
+      throw new ProtocolError('E_ID_IN_USE', `REQUEST reuses id ${id} of a call still in progress`);
+    }
     // After our GOAWAY every new request is past the sequence number it announced: discard it
     // unprocessed and unanswered (the peer fails it with UNAVAILABLE when the GOAWAY arrives).
     if (this.goawaySent) return;
-    if (this.inc.has(id)) {
-      throw new ProtocolError('E_SESSION', `REQUEST reuses id ${id} of a call still in progress`);
-    }
+    const stream = (flags & F_STREAM) !== 0;
     const ext = batch.hasExt(i) ? batch.ext(i) : null;
-    if (ext?.credit !== undefined && ext.credit > MAX_CREDIT) {
-      throw new ProtocolError('E_SESSION', `initial credit ${ext.credit} exceeds ${MAX_CREDIT}`);
+    // Credit means nothing on a unary call: its ext CREDIT is ignored, whatever its value (§8.6).
+    if (stream && ext?.credit !== undefined && ext.credit > MAX_CREDIT) {
+      throw new ProtocolError('E_CREDIT_OVERFLOW', `initial credit ${ext.credit} of call ${id} exceeds ${MAX_CREDIT}`);
     }
-    const call = new InCall(id, seq, flags, (flags & F_STREAM) !== 0 ? ext?.credit ?? DEFAULT_WIRE_CREDIT : 0);
+    const call = new InCall(id, seq, flags, stream ? ext?.credit ?? DEFAULT_WIRE_CREDIT : 0);
     if (this.inc.size >= this.maxInflight) {
       if (this.congested) this.strikes++;
       this.writer.status(id, Status.RESOURCE_EXHAUSTED, `more than ${this.maxInflight} calls in flight`);
@@ -607,6 +645,11 @@ export class Session {
     call.service = batch.service(i);
     call.method = batch.method(i);
     if (ext !== null) {
+      if (ext.deadlineMs === 0) {
+        // Expired before it was sent: not processed (§8.5). Later fragments are ignored.
+        this.finishIncoming(call, new PipitError('DEADLINE_EXCEEDED', 'the request arrived with no time left (DEADLINE 0)'));
+        return;
+      }
       if (ext.deadlineMs !== undefined) {
         call.deadline = now + ext.deadlineMs;
         this.deadlines.push(call.deadline, call);
@@ -633,7 +676,7 @@ export class Session {
   private onData(batch: FrameBatch, i: number): void {
     const call = this.inc.get(batch.id(i));
     if (call === undefined || call.settled) return; // crossed our terminal frame
-    if (call.parts === null) throw new ProtocolError('E_SESSION', `DATA for call ${call.id} that is not fragmented`);
+    if (call.parts === null) throw new ProtocolError('E_DATA_COMPLETE', `DATA for call ${call.id}, whose request is already complete`);
     const len = batch.bodyLength(i);
     if (call.partBytes + len > this.maxMessageBytes || !this.reserveReassembly(len)) {
       this.finishIncoming(call, new PipitError('RESOURCE_EXHAUSTED', `request exceeds maxMessageBytes ${this.maxMessageBytes}`));
@@ -700,18 +743,16 @@ export class Session {
         void this.produce(call, it);
         return;
       }
-      // A stream request served by a unary handler: one item, then OK.
-      if (value !== undefined && value !== null) {
-        const payload = toPayload(value);
-        if (payload === null) return this.finishIncoming(call, badResult(value));
-        if (call.credit <= 0) {
-          void this.produce(call, [payload][Symbol.iterator]());
-          return;
-        }
-        call.credit--;
-        this.sendResponse(call, payload, 0);
+      // A stream call served by a unary handler: its one result is the last message, folded
+      // with END; nothing is an empty message (spec §8.10). END costs a credit like any message.
+      const payload = value === undefined || value === null ? EMPTY : toPayload(value);
+      if (payload === null) return this.finishIncoming(call, badResult(value));
+      if (call.credit <= 0) {
+        void this.sendLastWhenCredited(call, payload);
+        return;
       }
-      this.finishIncoming(call, null);
+      call.credit--;
+      this.sendResponse(call, payload, F_END);
       return;
     }
     if (value === undefined || value === null) {
@@ -720,10 +761,25 @@ export class Session {
     }
     const payload = toPayload(value);
     if (payload === null) {
-      const msg = iteratorOf(value) !== null ? `${call.service}.${call.method} returns a stream; call it with stream()` : undefined;
-      this.finishIncoming(call, msg ? new PipitError('INVALID_ARGUMENT', msg) : badResult(value));
+      const it = iteratorOf(value);
+      if (it === null) return this.finishIncoming(call, badResult(value));
+      // A unary call cannot take a stream: refuse it without reading the stream (spec §8.10).
+      void Promise.resolve().then(() => it.return?.()).catch(() => {});
+      this.finishIncoming(call, new PipitError('INVALID_ARGUMENT', `${call.service}.${call.method} produces a stream; call it as a stream`));
       return;
     }
+    this.sendResponse(call, payload, F_END);
+  }
+
+  /** A stream call's single result (§8.10), once the caller grants a credit for it. */
+  private async sendLastWhenCredited(call: InCall, payload: Payload): Promise<void> {
+    while (!call.settled && call.credit <= 0) {
+      await new Promise<void>((resolve) => {
+        call.creditWaiter = resolve;
+      });
+    }
+    if (call.settled) return;
+    call.credit--;
     this.sendResponse(call, payload, F_END);
   }
 
@@ -809,12 +865,8 @@ export class Session {
       this.dropFragments(false, call.id);
       call.fragments = null;
     }
-    if (error === null) {
-      this.writer.status(call.id, Status.OK);
-    } else {
-      const status = error.code === 'CONNECTION_CLOSED' ? Status.UNAVAILABLE : error.status;
-      this.writer.status(call.id, status, error.message.slice(0, MAX_STATUS_MESSAGE));
-    }
+    if (error === null) this.writer.status(call.id, Status.OK);
+    else this.writer.status(call.id, error.status, error.message);
     this.signalOutput();
     this.endIncoming(call);
   }
@@ -916,12 +968,12 @@ export class Session {
   private onResponse(batch: FrameBatch, i: number): void {
     const id = batch.id(i);
     const call = this.out[id];
-    if (call === undefined) throw new ProtocolError('E_SESSION', `RESPONSE for call ${id}, which is not open`);
+    if (call === undefined) throw new ProtocolError('E_NO_SUCH_CALL', `RESPONSE for call ${id}, which is not open`);
     const flags = batch.flags(i);
     let message: Buffer;
     const continuation = call.parts !== null;
     if (continuation) {
-      if (flags & F_TEXT) throw new ProtocolError('E_SESSION', `TEXT flag on a continuation fragment of call ${id}`);
+      if (flags & F_TEXT) throw new ProtocolError('E_TEXT_CONTINUATION', `TEXT flag on a continuation fragment of call ${id}`);
     } else {
       this.countMessage(call, id);
     }
@@ -974,21 +1026,21 @@ export class Session {
   /** A new response message (not a continuation) on our call: enforce unary/credit rules. */
   private countMessage(call: OutCall, id: number): void {
     if (call.stream === null) {
-      if (call.message !== null) throw new ProtocolError('E_SESSION', `second response message on unary call ${id}`);
+      if (call.message !== null) throw new ProtocolError('E_SECOND_MESSAGE', `second response message on unary call ${id}`);
       return;
     }
-    if (call.credit <= 0) throw new ProtocolError('E_SESSION', `stream message on call ${id} beyond the credit granted`);
+    if (call.credit <= 0) throw new ProtocolError('E_NO_CREDIT', `stream message on call ${id} beyond the credit granted`);
     call.credit--;
   }
 
   private onStatus(batch: FrameBatch, i: number): void {
     const id = batch.id(i);
     const call = this.out[id];
-    if (call === undefined) throw new ProtocolError('E_SESSION', `STATUS for call ${id}, which is not open`);
+    if (call === undefined) throw new ProtocolError('E_NO_SUCH_CALL', `STATUS for call ${id}, which is not open`);
     const code = batch.aux(i);
     if (code === Status.OK) {
       if (call.parts !== null && !call.settled) {
-        throw new ProtocolError('E_SESSION', `STATUS OK on call ${id} in the middle of a fragmented message`);
+        throw new ProtocolError('E_OK_MID_MESSAGE', `STATUS OK on call ${id} in the middle of a fragmented message`);
       }
       this.settleOut(call, call.stream === null ? call.message ?? EMPTY : EMPTY);
     } else {
@@ -1001,7 +1053,7 @@ export class Session {
     const call = this.inc.get(batch.id(i));
     if (call === undefined || !call.stream) return; // crossed the terminal frame, or unary
     const credit = call.credit + batch.aux(i);
-    if (credit > MAX_CREDIT) throw new ProtocolError('E_SESSION', `credit for call ${call.id} exceeds ${MAX_CREDIT}`);
+    if (credit > MAX_CREDIT) throw new ProtocolError('E_CREDIT_OVERFLOW', `credit for call ${call.id} exceeds ${MAX_CREDIT}`);
     call.credit = credit;
     this.wake(call);
   }
@@ -1016,8 +1068,8 @@ export class Session {
 
   private onHello(batch: FrameBatch, i: number): void {
     const version = batch.id(i);
-    if (version === 0) throw new ProtocolError('E_SESSION', 'HELLO with version 0');
-    if (this.framesReceived !== 1) throw new ProtocolError('E_SESSION', 'HELLO must be the first frame and sent once');
+    if (version === 0) throw new ProtocolError('E_BAD_HELLO', 'HELLO with version 0');
+    if (this.framesReceived !== 1) throw new ProtocolError('E_BAD_HELLO', 'HELLO must be the first frame and sent once');
     for (const [k, v] of batch.settings(i)) {
       if (k === S_MAX_FRAME_BYTES) this.peerMaxFrameBytes = clamp(v, DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES_LIMIT);
       else if (k === S_MAX_MESSAGE_BYTES) this.peerMaxMessageBytes = v;
@@ -1027,20 +1079,29 @@ export class Session {
   }
 
   private onGoaway(lastSeq: number, _code: number, message: string): void {
-    if (this.goawayReceived) throw new ProtocolError('E_SESSION', 'second GOAWAY');
-    this.goawayReceived = true;
-    // Our calls after lastSeq were discarded unprocessed: fail them (safe to retry) and free their ids.
-    for (let id = 0; id < this.out.length; id++) {
-      const call = this.out[id];
-      if (call === undefined) continue;
-      const after = ((call.seq - lastSeq) >>> 0) !== 0 && ((call.seq - lastSeq) >>> 0) < 0x80000000;
-      if (after) {
-        this.dropFragments(true, id);
-        this.settleOut(call, new PipitError('UNAVAILABLE', `the peer is going away${message ? ': ' + message : ''}; the call was not processed`));
-        this.out[id] = undefined;
-        this.freeIds.push(id);
-        this.outActive--;
+    if (this.goawayReceived) throw new ProtocolError('E_SECOND_GOAWAY', 'second GOAWAY');
+    // The last `discarded` requests we sent were not processed (spec §9.3): counting back from
+    // our own count needs no serial arithmetic and holds however long a call has been open.
+    const discarded = (this.sentSeq - lastSeq) >>> 0;
+    if (discarded >= 0x80000000) {
+      throw new ProtocolError('E_BAD_GOAWAY', `GOAWAY counts ${lastSeq} requests received, but ${this.sentSeq} were sent`);
+    }
+    const gone: OutCall[] = [];
+    if (discarded > 0) {
+      for (let id = 0; id < this.out.length; id++) {
+        const call = this.out[id];
+        if (call !== undefined && ((this.sentSeq - call.seq) >>> 0) < discarded) gone.push(call);
       }
+      // The peer sent nothing for a discarded request, so each must still be open here.
+      if (gone.length !== discarded) {
+        throw new ProtocolError('E_BAD_GOAWAY', `GOAWAY discards the last ${discarded} requests sent, but ${discarded - gone.length} of them were answered`);
+      }
+    }
+    this.goawayReceived = true;
+    for (const call of gone) {
+      // Not processed, so safe to retry; its id is free again.
+      this.settleOut(call, new PipitError('UNAVAILABLE', `the peer is going away${message ? ': ' + message : ''}; the call was not processed`));
+      this.releaseOut(call);
     }
     this.failQueued(new PipitError('UNAVAILABLE', 'the peer is going away; the call was not sent'));
     this.goAway();
@@ -1171,6 +1232,7 @@ export class Session {
     }
     this.queue.length = 0;
     this.queueHead = 0;
+    this.queuedLive = 0;
   }
 
   /** Close once GOAWAY went both ways and no call remains in either direction (spec/PROTOCOL.md §9.4). */
@@ -1183,7 +1245,7 @@ export class Session {
   /** Our side found the peer in breach of the protocol (Rule 2). */
   protocolError(error: ProtocolError): void {
     if (this.phase === Phase.CLOSED) return;
-    this.writer.error(Status.PROTOCOL_ERROR, error.message.slice(0, MAX_STATUS_MESSAGE));
+    this.writer.error(Status.PROTOCOL_ERROR, error.message);
     this.signalOutput();
     this.close(error);
   }
@@ -1230,9 +1292,10 @@ export class Session {
 
   /** The transport is gone (EOF, reset, peer killed). */
   transportClosed(cause?: unknown): void {
+    // A finished connection (GOAWAY both ways, no call left, spec §9.4) closed already; any
+    // other end of the byte stream is a lost connection, even with no call open.
     if (this.phase === Phase.CLOSED) return;
-    const graceful = this.goawaySent && this.outActive === 0 && this.inc.size === 0;
-    this.close(graceful ? null : new PipitError('CONNECTION_CLOSED', 'connection closed', { cause }));
+    this.close(new PipitError('CONNECTION_CLOSED', 'connection closed', { cause }));
   }
 
   private closedError(): PipitError {
@@ -1282,7 +1345,11 @@ function clamp(v: number, lo: number, hi: number): number {
 }
 
 function positive(v: number, name: string): number {
-  if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got ${v}`);
+  return atLeast(v, 1, name);
+}
+
+function atLeast(v: number, min: number, name: string): number {
+  if (!Number.isInteger(v) || v < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${v}`);
   return v;
 }
 
@@ -1311,9 +1378,14 @@ function describe(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? `an object (${v.constructor?.name ?? 'Object'})` : typeof v;
 }
 
-/** What a handler's throw becomes on the wire: its message, never its stack. */
+/**
+ * What a handler's failure becomes on the wire: its message, never its stack; its code only if
+ * a handler may send it (spec §13.2), else APPLICATION_ERROR.
+ */
 function handlerError(e: unknown): PipitError {
-  if (e instanceof PipitError) return e;
+  if (e instanceof PipitError) {
+    return handlerMaySend(e.status) ? e : new PipitError('APPLICATION_ERROR', e.message, { cause: e });
+  }
   const message = e instanceof Error ? e.message : typeof e === 'string' ? e : 'handler failed';
   return new PipitError('APPLICATION_ERROR', message);
 }

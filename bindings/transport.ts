@@ -107,6 +107,7 @@ export async function listen(path: string, options: ListenOptions = {}): Promise
       `socket path ${path}: its directory leaves no room for the temporary socket name (paths are limited to ${MAX_SOCKET_PATH_BYTES} bytes); use a shorter directory`,
     );
   }
+  checkDirectory(path, dir);
   await clearStale(path);
   const srv = net.createServer();
   await new Promise<void>((resolve, reject) => {
@@ -219,6 +220,19 @@ async function clearStale(path: string): Promise<void> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
+}
+
+/** bind(2) reports a missing directory as EACCES through libuv: say what is really wrong. */
+function checkDirectory(path: string, dir: string): void {
+  let st: Stats;
+  try {
+    st = statSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'ENOTDIR' ? 'is not a directory' : `cannot be read (${code})`;
+    throw new PipitError('UNAVAILABLE', `cannot listen on ${path}: directory ${dir} ${why}`, { cause: err });
+  }
+  if (!st.isDirectory()) throw new PipitError('UNAVAILABLE', `cannot listen on ${path}: ${dir} is not a directory`);
 }
 
 function listenError(path: string, err: NodeJS.ErrnoException): PipitError {

@@ -137,8 +137,57 @@ describe('unary calls', () => {
     expect([bad.error!.code, bad.error!.status, bad.error!.message]).toEqual(['INVALID_ARGUMENT', 4, 'age must be positive']);
     expect([app.error!.code, app.error!.status, app.error!.message]).toEqual(['APPLICATION_ERROR', 300, 'quota of the tenant reached']);
     expect([big.error!.code, big.error!.status]).toEqual(['APPLICATION_ERROR', 0xffffffff]);
-    expect([later.error!.code, later.error!.status, later.error!.message]).toEqual(['UNAVAILABLE', 8, 'try the replica']);
-    expect(tapB.ofType('STATUS').map((f) => [f.id, f.code])).toEqual([[0, 4], [1, 300], [2, 0xffffffff], [3, 8]]);
+    // UNAVAILABLE promises "not processed": a handler that already runs may not send it (§13.2).
+    expect([later.error!.code, later.error!.status, later.error!.message]).toEqual(['APPLICATION_ERROR', 5, 'try the replica']);
+    expect(tapB.ofType('STATUS').map((f) => [f.id, f.code])).toEqual([[0, 4], [1, 300], [2, 0xffffffff], [3, 5]]);
+  });
+
+  it('a handler failing with a code it may not send is answered APPLICATION_ERROR with its message (spec §13.2)', async () => {
+    const forbidden: Array<[string, PipitError]> = [
+      ['ok', new PipitError(0, 'zero')],
+      ['unknownService', new PipitError('UNKNOWN_SERVICE', 'no such thing downstream')],
+      ['unknownMethod', new PipitError('UNKNOWN_METHOD', 'no such method downstream')],
+      ['unavailable', new PipitError('UNAVAILABLE', 'replica going away')],
+      ['protocol', new PipitError('PROTOCOL_ERROR', 'downstream broke the protocol')],
+      ['closed', new PipitError('CONNECTION_CLOSED', 'downstream connection closed')],
+      ['reserved11', new PipitError(11, 'eleven')],
+      ['reserved200', new PipitError(200, 'two hundred')],
+      ['reserved255', new PipitError(255, 'two five five')],
+    ];
+    const allowed: Array<[string, PipitError, number]> = [
+      ['cancelled', new PipitError('CANCELLED', 'gave up'), 1],
+      ['invalid', new PipitError('INVALID_ARGUMENT', 'bad'), 4],
+      ['app', new PipitError('APPLICATION_ERROR', 'failed'), 5],
+      ['deadline', new PipitError('DEADLINE_EXCEEDED', 'slow downstream'), 6],
+      ['exhausted', new PipitError('RESOURCE_EXHAUSTED', 'full'), 7],
+      ['internal', new PipitError('INTERNAL', 'bug'), 10],
+      ['app256', new PipitError(256, 'first application code'), 256],
+    ];
+    const service: Record<string, () => never> = {};
+    for (const [name, e] of [...forbidden, ...allowed]) {
+      service[name] = () => {
+        throw e;
+      };
+    }
+    const pair = new Pair({}, { services: { s: service } });
+    const tapB = new Tap(pair.b.session);
+    const calls = [...forbidden, ...allowed].map(([name]) => track(pair.a.session.call('s', name, '')));
+    await pair.settle();
+    await Promise.all(calls.map((c) => c.promise));
+    const sent = tapB.ofType('STATUS').map((f) => [f.code, f.message]);
+    expect(sent).toEqual([
+      ...forbidden.map(([, e]) => [5, e.message]),
+      ...allowed.map(([, e, code]) => [code, e.message]),
+    ]);
+    expect(calls.map((c) => c.error!.code)).toEqual([
+      ...forbidden.map(() => 'APPLICATION_ERROR'),
+      ...allowed.map(([, e]) => e.code),
+    ]);
+  });
+
+  it('CONNECTION_CLOSED has the local-only status 11; 11 from the wire reads as UNKNOWN (spec §13.1)', () => {
+    expect(new PipitError('CONNECTION_CLOSED').status).toBe(11);
+    expect([new PipitError(11).code, new PipitError(11).status]).toEqual(['UNKNOWN', 11]);
   });
 
   it('async handlers answer when their promise resolves, not before', async () => {

@@ -7,7 +7,9 @@ import { Pair } from './helpers/pair.js';
 import { encodeFrames, type VFrame } from './helpers/frames.js';
 import { Tap, consume, deferred, inject, lone, track, turn, type Outcome, type StreamOutcome, parked } from './helpers/session-kit.js';
 import { PipitError, ProtocolError } from '../bindings/errors.js';
-import { Status } from '../bindings/constants.js';
+import { CODEC_ERROR_NAMES, Status } from '../bindings/constants.js';
+
+const codecNames = Object.fromEntries(CODEC_ERROR_NAMES.map((n) => [n, true]));
 
 
 async function microtasks(n = 10): Promise<void> {
@@ -167,44 +169,44 @@ async function busyPair(bHello = true) {
 
 const HELD_REQUEST: VFrame = { type: 'REQUEST', flags: [], id: 0, service: 'a', method: 'wait', payload: '' };
 
-const violations: Array<{ name: string; frames: VFrame[] | Uint8Array; message: string; reason?: string; bHello?: boolean }> = [
-  { name: 'RESPONSE for an id with no open call', frames: [{ type: 'RESPONSE', flags: ['END'], id: 9, payload: '' }], message: 'RESPONSE for call 9, which is not open' },
-  { name: 'STATUS for an id with no open call', frames: [{ type: 'STATUS', flags: [], id: 9, code: 0, message: '' }], message: 'STATUS for call 9, which is not open' },
-  { name: 'REQUEST reusing an id still held', frames: [HELD_REQUEST], message: 'REQUEST reuses id 0 of a call still in progress' },
+const violations: Array<{ name: string; frames: VFrame[] | Uint8Array; message: string; reason: string; bHello?: boolean }> = [
+  { name: 'RESPONSE for an id with no open call', reason: 'E_NO_SUCH_CALL', frames: [{ type: 'RESPONSE', flags: ['END'], id: 9, payload: '' }], message: 'RESPONSE for call 9, which is not open' },
+  { name: 'STATUS for an id with no open call', reason: 'E_NO_SUCH_CALL', frames: [{ type: 'STATUS', flags: [], id: 9, code: 0, message: '' }], message: 'STATUS for call 9, which is not open' },
+  { name: 'REQUEST reusing an id still held', reason: 'E_ID_IN_USE', frames: [HELD_REQUEST], message: 'REQUEST reuses id 0 of a call still in progress' },
   {
-    name: 'stream message beyond the credit granted',
+    name: 'stream message beyond the credit granted', reason: 'E_NO_CREDIT',
     frames: [0, 1, 2].map((k) => ({ type: 'RESPONSE', flags: [], id: 1, payload: `0${k}` })),
     message: 'stream message on call 1 beyond the credit granted',
   },
   {
-    name: 'second message on a unary call',
+    name: 'second message on a unary call', reason: 'E_SECOND_MESSAGE',
     frames: [{ type: 'RESPONSE', flags: [], id: 0, payload: '01' }, { type: 'RESPONSE', flags: [], id: 0, payload: '02' }],
     message: 'second response message on unary call 0',
   },
   {
-    name: 'TEXT on a RESPONSE continuation',
+    name: 'TEXT on a RESPONSE continuation', reason: 'E_TEXT_CONTINUATION',
     frames: [{ type: 'RESPONSE', flags: ['FOLLOWS'], id: 0, payload: '01' }, { type: 'RESPONSE', flags: ['TEXT'], id: 0, payload: '02' }],
     message: 'TEXT flag on a continuation fragment of call 0',
   },
   {
-    name: 'STATUS OK in the middle of a fragmented message',
+    name: 'STATUS OK in the middle of a fragmented message', reason: 'E_OK_MID_MESSAGE',
     frames: [{ type: 'RESPONSE', flags: ['FOLLOWS'], id: 0, payload: '01' }, { type: 'STATUS', flags: [], id: 0, code: 0, message: '' }],
     message: 'STATUS OK on call 0 in the middle of a fragmented message',
   },
-  { name: 'DATA for a held call that is not fragmented', frames: [{ type: 'DATA', flags: [], id: 0, payload: '01' }], message: 'DATA for call 0 that is not fragmented' },
-  { name: 'a second HELLO', frames: [{ type: 'HELLO', flags: [], id: 1, settings: [] }], message: 'HELLO must be the first frame and sent once' },
-  { name: 'HELLO not first', bHello: false, frames: [{ type: 'HELLO', flags: [], id: 1, settings: [] }], message: 'HELLO must be the first frame and sent once' },
-  { name: 'HELLO with version 0', frames: [{ type: 'HELLO', flags: [], id: 0, settings: [] }], message: 'HELLO with version 0' },
+  { name: 'DATA for a held call that is not fragmented', reason: 'E_DATA_COMPLETE', frames: [{ type: 'DATA', flags: [], id: 0, payload: '01' }], message: 'DATA for call 0, whose request is already complete' },
+  { name: 'a second HELLO', reason: 'E_BAD_HELLO', frames: [{ type: 'HELLO', flags: [], id: 1, settings: [] }], message: 'HELLO must be the first frame and sent once' },
+  { name: 'HELLO not first', reason: 'E_BAD_HELLO', bHello: false, frames: [{ type: 'HELLO', flags: [], id: 1, settings: [] }], message: 'HELLO must be the first frame and sent once' },
+  { name: 'HELLO with version 0', reason: 'E_BAD_HELLO', frames: [{ type: 'HELLO', flags: [], id: 0, settings: [] }], message: 'HELLO with version 0' },
   {
-    name: 'a second GOAWAY',
+    name: 'a second GOAWAY', reason: 'E_SECOND_GOAWAY',
     frames: [{ type: 'GOAWAY', flags: [], id: 2, code: 0, message: '' }, { type: 'GOAWAY', flags: [], id: 2, code: 0, message: '' }],
     message: 'second GOAWAY',
   },
-  { name: 'outstanding credit above 2^31-1', frames: [{ type: 'CREDIT', flags: [], id: 1, credit: 2 ** 31 - 1 }], message: 'credit for call 1 exceeds 2147483647' },
+  { name: 'outstanding credit above 2^31-1', reason: 'E_CREDIT_OVERFLOW', frames: [{ type: 'CREDIT', flags: [], id: 1, credit: 2 ** 31 - 1 }], message: 'credit for call 1 exceeds 2147483647' },
   {
-    name: 'initial credit above 2^31-1',
+    name: 'initial credit above 2^31-1', reason: 'E_CREDIT_OVERFLOW',
     frames: [{ type: 'REQUEST', flags: ['STREAM', 'EXT'], id: 7, service: 'a', method: 'feed', ext: { credit: 2 ** 31 }, payload: '' }],
-    message: 'initial credit 2147483648 exceeds 2147483647',
+    message: 'initial credit 2147483648 of call 7 exceeds 2147483647',
   },
   { name: 'a codec error (reserved frame type)', frames: Uint8Array.from([0x01, 0, 0, 0x0b, 0x00]), message: 'reserved frame type', reason: 'E_UNKNOWN_TYPE' },
   { name: 'a codec error (reserved flag on CANCEL)', frames: Uint8Array.from([0x01, 0, 0, 0x14, 0x01]), message: 'reserved flag set', reason: 'E_BAD_FLAGS' },
@@ -222,9 +224,10 @@ describe('protocol violations by the peer', () => {
 
     expect(() => inject(pair.a, v.frames, pair.now)).not.toThrow();
 
-    const message = v.reason ? `${v.message} (at byte ${offset})` : v.message;
+    // The message names the rule broken, and for a codec error where (spec §10.1).
+    const message = v.reason in codecNames ? `${v.reason} at offset ${offset}: ${v.message}` : `${v.reason}: ${v.message}`;
     expect(pair.a.closed).toBeInstanceOf(ProtocolError);
-    expect((pair.a.closed as ProtocolError).reason).toBe(v.reason ?? 'E_SESSION');
+    expect((pair.a.closed as ProtocolError).reason).toBe(v.reason);
     expect(pair.a.closed!.message).toBe(message);
     expect(a.closed).toBe(true);
 
@@ -262,7 +265,7 @@ describe('protocol violations by the peer', () => {
     // The peer got the ERROR and failed its calls with the same code.
     await bStream.done;
     expect(pair.b.closed).toBeInstanceOf(ProtocolError);
-    expect(pair.b.closed!.message).toBe(`peer reported a protocol error: ${message}`);
+    expect(pair.b.closed!.message).toBe(`E_PEER: peer reported a protocol error: ${message}`);
     expect([bUnary.error?.code, bStream.error?.code]).toEqual(['PROTOCOL_ERROR', 'PROTOCOL_ERROR']);
     for (const c of onB.calls) expect(c.ctx.signal.aborted).toBe(true);
     // The peer answers nothing to an ERROR.
@@ -279,7 +282,7 @@ describe('protocol violations by the peer', () => {
     tap.drain();
     expect(tap.plain(1)).toEqual([
       { type: 'PONG', flags: [], id: 42 },
-      { type: 'ERROR', flags: [], id: 0, code: 9, message: `reserved frame type (at byte ${good.length})` },
+      { type: 'ERROR', flags: [], id: 0, code: 9, message: `E_UNKNOWN_TYPE at offset ${good.length}: reserved frame type` },
     ]);
     expect(end.closed).toBeInstanceOf(ProtocolError);
     // A dead session ignores further input without throwing.
@@ -347,7 +350,7 @@ describe('ERROR from the peer', () => {
   it('ERROR PROTOCOL_ERROR fails everything with PROTOCOL_ERROR; a non-zero id is ignored', async () => {
     // ERROR with id 5, code 9, "bad flags": 0b 00 00 0a 05 09 ...
     const r = await receiveError(Buffer.concat([Buffer.from([0x0b, 0, 0, 0x0a, 0x05, 0x09]), Buffer.from('bad flags')]));
-    expectAllFailed(r, 'PROTOCOL_ERROR', 9, 'peer reported a protocol error: bad flags');
+    expectAllFailed(r, 'PROTOCOL_ERROR', 9, 'E_PEER: peer reported a protocol error: bad flags');
     expect(r.pair.a.closed).toBeInstanceOf(ProtocolError);
     expect((r.pair.a.closed as ProtocolError).reason).toBe('E_PEER');
   });

@@ -58,7 +58,8 @@ describe('stream producers', () => {
     await pair.settle();
     await o.done;
     expect(tapA.plain(1)).toEqual([
-      { type: 'REQUEST', flags: ['STREAM', 'TEXT', 'EXT'], id: 0, service: 's', method: 'g', ext: { credit: 128 }, payload: Buffer.from('p').toString('hex') },
+      // The default window is the wire default (spec §8.6): no ext block.
+      { type: 'REQUEST', flags: ['STREAM', 'TEXT'], id: 0, service: 's', method: 'g', payload: Buffer.from('p').toString('hex') },
     ]);
     expect(tapB.plain(1)).toEqual([
       { type: 'RESPONSE', flags: ['TEXT'], id: 0, payload: Buffer.from('one').toString('hex') },
@@ -93,7 +94,7 @@ describe('stream producers', () => {
     expect([bad.error?.code, bad.error?.message]).toEqual(['INTERNAL', 'handler result must be a Uint8Array, a string or nothing, got number']);
   });
 
-  it('a stream request served by a unary handler yields exactly one item', async () => {
+  it('a stream request served by a unary handler yields exactly one item, folded with END (spec §8.10)', async () => {
     const pair = new Pair({}, { services: { s: { one: (p: Buffer) => `only ${p.toString()}`, none: () => undefined, async later() { return 'later'; } } } });
     const tapB = new Tap(pair.b.session);
     const one = consume(pair.a.session.stream('s', 'one', 'x'));
@@ -102,12 +103,24 @@ describe('stream producers', () => {
     await pair.settle();
     await Promise.all([one.done, none.done, later.done]);
     expect(one).toMatchObject({ items: ['only x'], ends: 1, error: undefined });
-    expect(none).toMatchObject({ items: [], ends: 1, error: undefined });
+    expect(none).toMatchObject({ items: [''], ends: 1, error: undefined });
     expect(later).toMatchObject({ items: ['later'], ends: 1, error: undefined });
-    expect(tapB.plain(1).filter((f) => f.id === 0)).toEqual([
-      { type: 'RESPONSE', flags: ['TEXT'], id: 0, payload: Buffer.from('only x').toString('hex') },
-      { type: 'STATUS', flags: [], id: 0, code: 0, message: '' },
+    expect(tapB.plain(1).filter((f) => f.id === 0 || f.id === 1)).toEqual([
+      { type: 'RESPONSE', flags: ['END', 'TEXT'], id: 0, payload: Buffer.from('only x').toString('hex') },
+      { type: 'RESPONSE', flags: ['END'], id: 1, payload: '' },
     ]);
+  });
+
+  it('a stream request with credit 0 served by a unary handler waits for a credit before its one message', async () => {
+    // The API never asks for a window of 0: the peer's REQUEST is injected.
+    const { end, tap } = lone({ hello: false, services: { s: { one: () => 'only' } } });
+    inject(end, [{ type: 'REQUEST', flags: ['STREAM', 'EXT'], id: 5, service: 's', method: 'one', ext: { credit: 0 }, payload: '' }]);
+    await turn();
+    expect(tap.drain()).toEqual([]);
+    inject(end, [{ type: 'CREDIT', flags: [], id: 5, credit: 1 }]);
+    await turn();
+    expect(tap.drain().map(({ bytes: _b, ...f }) => f)).toEqual([{ type: 'RESPONSE', flags: ['END', 'TEXT'], id: 5, payload: Buffer.from('only').toString('hex') }]);
+    expect(end.session.incomingCalls).toBe(0);
   });
 
   it('a unary request served by a generator is INVALID_ARGUMENT and the generator never runs', async () => {
@@ -131,9 +144,9 @@ describe('stream producers', () => {
     await pair.settle();
     await Promise.all(outs.map((o) => o.promise));
     expect(outs.map((o) => [o.error?.code, o.error?.status, o.error?.message])).toEqual([
-      ['INVALID_ARGUMENT', 4, 's.feed returns a stream; call it with stream()'],
-      ['INVALID_ARGUMENT', 4, 's.syncFeed returns a stream; call it with stream()'],
-      ['INVALID_ARGUMENT', 4, 's.list returns a stream; call it with stream()'],
+      ['INVALID_ARGUMENT', 4, 's.feed produces a stream; call it as a stream'],
+      ['INVALID_ARGUMENT', 4, 's.syncFeed produces a stream; call it as a stream'],
+      ['INVALID_ARGUMENT', 4, 's.list produces a stream; call it as a stream'],
     ]);
     expect(ran).toBe(0);
     expect(pair.b.session.incomingCalls).toBe(0);
@@ -192,7 +205,7 @@ describe('credit', () => {
     expect(pair.b.session.incomingCalls).toBe(0);
   });
 
-  it('an async generator also stops at the window (default credit 128 is announced in the REQUEST)', async () => {
+  it('an async generator also stops at the window (the default 128 is the wire default, not announced)', async () => {
     let advanced = 0;
     const pair = new Pair({}, {
       services: {
@@ -212,20 +225,20 @@ describe('credit', () => {
     await pair.settle(300);
     expect(advanced).toBe(128);
     expect(stream.buffered).toBe(128);
-    expect(tapA.ofType('REQUEST')[0]!.ext).toEqual({ credit: 128 });
+    expect(tapA.ofType('REQUEST')[0]!.ext).toBeUndefined();
     await stream.return();
     await pair.settle();
     expect(pair.b.session.incomingCalls).toBe(0);
   });
 
-  it('a window of 16 is the wire default: no ext block at all', async () => {
+  it('a window other than the wire default is announced in an ext CREDIT entry', async () => {
     let advanced = 0;
     const pair = new Pair({}, { services: { s: { *g() { for (;;) { advanced++; yield 'x'; } } } } });
     const tapA = new Tap(pair.a.session);
     const stream = pair.a.session.stream('s', 'g', '', { credit: 16 });
     await pair.settle();
-    expect(tapA.ofType('REQUEST')[0]!.flags).toEqual(['STREAM', 'TEXT']);
-    expect(tapA.ofType('REQUEST')[0]!.ext).toBeUndefined();
+    expect(tapA.ofType('REQUEST')[0]!.flags).toEqual(['STREAM', 'TEXT', 'EXT']);
+    expect(tapA.ofType('REQUEST')[0]!.ext).toEqual({ credit: 16 });
     expect(advanced).toBe(16);
     await stream.return();
     await pair.settle();

@@ -125,6 +125,20 @@ describe('socket file', () => {
     await expect(listen('')).rejects.toBeInstanceOf(InvalidArgumentError);
   });
 
+  it('names a missing directory (bind(2) alone would say EACCES)', async () => {
+    const dir = join(tempDir(), 'no-such-dir');
+    const path = join(dir, 'app.sock');
+    await expect(listen(path, { services })).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+      message: `cannot listen on ${path}: directory ${dir} does not exist`,
+    });
+    const file = join(tempDir(), 'plain-file');
+    writeFileSync(file, '');
+    await expect(listen(join(file, 'app.sock'), { services })).rejects.toMatchObject({
+      message: `cannot listen on ${join(file, 'app.sock')}: ${file} is not a directory`,
+    });
+  });
+
   it('accepts the longest allowed path (107 bytes)', async () => {
     for (const n of [100, 107]) {
       const path = pathOfLength(n);
