@@ -34,6 +34,7 @@ type vFrame struct {
 	// scenarios only
 	PayloadText   *string `json:"payloadText,omitempty"`
 	MessagePrefix *string `json:"messagePrefix,omitempty"`
+	Fragmented    bool    `json:"fragmented,omitempty"`
 }
 
 type vError struct {

@@ -281,9 +281,11 @@ func (c *Conn) writer() {
 			continue
 		}
 		if c.s.Closed() && (!c.s.HasOutput() || c.werr != nil) {
-			clean := c.s.Finished() && c.werr == nil
+			// After a clean finish and after an ERROR alike, half-close and read until the
+			// other side's end (§9.4, §10.1); a failed transport is closed at once.
+			halfClose := c.werr == nil
 			c.mu.Unlock()
-			c.finish(clean)
+			c.finish(halfClose)
 			return
 		}
 		if !c.s.HasOutput() {
@@ -347,8 +349,8 @@ func (c *Conn) writeOut() {
 }
 
 // finish ends the transport once the session is closed and its output written.
-func (c *Conn) finish(clean bool) {
-	if clean {
+func (c *Conn) finish(halfClose bool) {
+	if halfClose {
 		// Half-close and wait for the other side's end, so that neither side resets the
 		// other before everything is read (§9.4).
 		if cw, ok := c.rwc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {

@@ -6,7 +6,8 @@ type Options struct {
 	// MaxFrameBytes is the largest frame accepted, announced in HELLO. Default 262144;
 	// clamped to [65536, 16777219].
 	MaxFrameBytes int
-	// MaxMessageBytes is the largest reassembled message accepted, announced. Default 16 MiB.
+	// MaxMessageBytes is the largest reassembled message accepted, announced. Default 16 MiB;
+	// a negative value means 0: only empty messages.
 	MaxMessageBytes int
 	// MaxInflight is the number of the peer's calls served at once, announced; beyond it
 	// requests are refused with RESOURCE_EXHAUSTED. Default 1024.
@@ -38,7 +39,11 @@ func (o *Options) setDefaults() {
 		}
 	}
 	def(&o.MaxFrameBytes, DefaultOptMaxFrameBytes)
-	def(&o.MaxMessageBytes, DefaultOptMaxMessageBytes)
+	if o.MaxMessageBytes < 0 {
+		o.MaxMessageBytes = 0
+	} else {
+		def(&o.MaxMessageBytes, DefaultOptMaxMessageBytes)
+	}
 	def(&o.MaxInflight, DefaultOptMaxInflight)
 	def(&o.MaxQueuedCalls, DefaultOptMaxQueuedCalls)
 	def(&o.MaxReassemblyBytes, DefaultOptMaxReassemblyBytes)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,7 +34,8 @@ type behaviour struct {
 	Items     []string  `json:"items"`
 	ItemsText []string  `json:"itemsText"`
 	Then      *struct {
-		Fail *failSpec `json:"fail"`
+		Fail  *failSpec `json:"fail"`
+		Throw *string   `json:"throw"`
 	} `json:"then"`
 	Hold bool `json:"hold"`
 	// release steps only
@@ -104,6 +106,7 @@ type scnProducer struct {
 	text  bool
 	end   bool
 	fail  *failSpec
+	throw *string
 }
 
 type scnHandler struct {
@@ -112,6 +115,7 @@ type scnHandler struct {
 	calls    int
 	last     Request
 	lastIn   *InCall
+	lastDL   int64 // ms the last invocation had from its start; -1: no deadline
 	aborted  *Error
 	held     []*InCall
 	producer map[*InCall]*scnProducer
@@ -130,6 +134,26 @@ type runner struct {
 	closed   bool
 	closeErr *Error
 	events   []Event
+	peerMax  int    // the peer's frame limit as the scenario announced it
+	pending  []byte // written bytes not yet a whole frame
+	early    map[string][]behaviour
+}
+
+// checkSizes checks that no frame written is larger than the peer's limit.
+func (r *runner) checkSizes(bufs [][]byte) {
+	for _, b := range bufs {
+		r.pending = append(r.pending, b...)
+	}
+	for len(r.pending) >= WordBytes {
+		size := WordBytes + (int(r.pending[0]) | int(r.pending[1])<<8 | int(r.pending[2])<<16)
+		if size > r.peerMax {
+			r.t.Fatalf("the subject wrote a frame of %d bytes; the peer's limit is %d", size, r.peerMax)
+		}
+		if len(r.pending) < size {
+			return
+		}
+		r.pending = r.pending[size:]
+	}
 }
 
 func errName(e *Error) string {
@@ -175,6 +199,9 @@ func runScenario(t *testing.T, sc scenario) {
 			opt.MaxFrameBytes = int(v.(float64))
 		case "maxMessageBytes":
 			opt.MaxMessageBytes = int(v.(float64))
+			if opt.MaxMessageBytes == 0 {
+				opt.MaxMessageBytes = -1 // 0: only empty messages
+			}
 		case "maxInflight":
 			opt.MaxInflight = int(v.(float64))
 		case "maxQueuedCalls":
@@ -186,7 +213,7 @@ func runScenario(t *testing.T, sc scenario) {
 		}
 	}
 	router := &scnRouter{routes: map[string]map[string]*Route{}}
-	r := &runner{t: t, clock: time.Unix(1000, 0), calls: map[string]*scnCall{}, byOut: map[*OutCall]*scnCall{},
+	r := &runner{t: t, clock: time.Unix(1000, 0), peerMax: DefaultMaxFrameBytes, early: map[string][]behaviour{}, calls: map[string]*scnCall{}, byOut: map[*OutCall]*scnCall{},
 		handlers: map[string]*scnHandler{}}
 	for svc, methods := range sc.Services {
 		router.routes[svc] = map[string]*Route{}
@@ -219,7 +246,7 @@ func (r *runner) step(i int, k string, raw json.RawMessage) {
 	t := r.t
 	t.Helper()
 	un := func(v any) {
-		if err := json.Unmarshal(raw, v); err != nil {
+		if err := strictUnmarshal(raw, v); err != nil {
 			r.fail(i, "%s: %v", k, err)
 		}
 	}
@@ -266,38 +293,27 @@ func (r *runner) step(i int, k string, raw json.RawMessage) {
 		if sc.consumed+c.Count > len(sc.messages) {
 			r.fail(i, "consume %d of %s: only %d of %d messages there", c.Count, c.Call, len(sc.messages)-sc.consumed, len(sc.messages))
 		}
-		sc.consumed += c.Count
-		r.s.Consumed(sc.out, c.Count)
+		for k := 0; k < c.Count; k++ {
+			sc.consumed++
+			r.s.Consumed(sc.out, 1)
+		}
 	case "goaway":
 		r.s.GoAway(CodeOK, "", r.clock)
 	case "release":
 		var b behaviour
 		un(&b)
 		h := r.handlers[b.Handler]
-		if h == nil || len(h.held) == 0 {
-			r.fail(i, "release: no held invocation of %s", b.Handler)
+		if h == nil {
+			r.fail(i, "release: no handler %s", b.Handler)
 		}
-		in := h.held[0]
-		if b.Kind == "" {
-			b.Kind = h.b.Kind
-		}
-		if len(b.Items) > 0 || len(b.ItemsText) > 0 || b.End || (b.Fail != nil && h.b.Kind == "stream") {
-			p := h.producer[in]
-			if p == nil {
-				p = &scnProducer{}
-				h.producer[in] = p
+		if len(h.held) == 0 {
+			if h.b.Kind != "stream" {
+				r.fail(i, "release: no invocation of %s waiting", b.Handler)
 			}
-			r.addItems(p, b)
-			if b.End || b.Fail != nil {
-				p.end = true
-				p.fail = b.Fail
-				h.held = h.held[1:]
-			}
-			r.produce(in, p)
-		} else {
-			h.held = h.held[1:]
-			r.unary(in, b)
+			r.early[b.Handler] = append(r.early[b.Handler], b)
+			break
 		}
+		r.release(h, b)
 	case "advance":
 		var ms float64
 		un(&ms)
@@ -308,17 +324,26 @@ func (r *runner) step(i int, k string, raw json.RawMessage) {
 			Incomplete bool `json:"incomplete"`
 		}
 		un(&e)
-		if e.Incomplete {
-			r.s.End(&CodecError{Code: ErrIncomplete})
-		} else {
-			r.s.End(nil)
+		err := r.dec.End()
+		var ce *CodecError
+		partial := errors.As(err, &ce) && ce.Code == ErrIncomplete
+		if partial != e.Incomplete {
+			r.fail(i, "end: incomplete=%v but the decoder says %v", e.Incomplete, err)
 		}
+		r.s.End(err)
 	case "receive":
 		var fs []vFrame
 		un(&fs)
 		var b []byte
 		for _, f := range fs {
 			b = fromV(t, b, f)
+			if f.Type == "HELLO" {
+				for _, kv := range f.Settings {
+					if kv[0] == SettingMaxFrameBytes {
+						r.peerMax = int(clampSetting(kv[0], kv[1]))
+					}
+				}
+			}
 		}
 		r.feed(b)
 	case "receiveHex":
@@ -335,17 +360,10 @@ func (r *runner) step(i int, k string, raw json.RawMessage) {
 		r.settle()
 		got := r.sent
 		r.sent = nil
-		if len(got) != len(fs) {
+		if msg := matchSent(t, got, fs); msg != "" {
 			g, _ := json.Marshal(got)
 			w, _ := json.Marshal(fs)
-			r.fail(i, "sent %d frames, want %d\n got %s\nwant %s", len(got), len(fs), g, w)
-		}
-		for j := range fs {
-			if msg := frameMatches(t, got[j], fs[j]); msg != "" {
-				g, _ := json.Marshal(got[j])
-				w, _ := json.Marshal(fs[j])
-				r.fail(i, "frame %d: %s\n got %s\nwant %s", j, msg, g, w)
-			}
+			r.fail(i, "%s\n got %s\nwant %s", msg, g, w)
 		}
 	case "expectOutcome":
 		var e struct {
@@ -377,6 +395,11 @@ func (r *runner) step(i int, k string, raw json.RawMessage) {
 			}
 			if !reflect.DeepEqual(got, want) {
 				r.fail(i, "%s messages %q, want %q", e.Call, got, want)
+			}
+		}
+		if e.Status != nil && e.Error == nil {
+			if !sc.done || sc.err == nil || uint32(sc.err.Code) != *e.Status {
+				r.fail(i, "%s: done=%v err=%v, want status %d", e.Call, sc.done, sc.err, *e.Status)
 			}
 		}
 		switch {
@@ -469,12 +492,11 @@ func (r *runner) step(i int, k string, raw json.RawMessage) {
 			case "deadlineMs":
 				var ms *uint32
 				json.Unmarshal(v, &ms)
-				in := h.lastIn
 				switch {
-				case ms == nil && in.hasDL:
-					r.fail(i, "%s had deadline %d ms, want none", name, in.deadlineMs)
-				case ms != nil && (!in.hasDL || in.deadlineMs != *ms):
-					r.fail(i, "%s deadline %d (set %v), want %d", name, in.deadlineMs, in.hasDL, *ms)
+				case ms == nil && h.lastDL >= 0:
+					r.fail(i, "%s had a deadline %d ms, want none", name, h.lastDL)
+				case ms != nil && int64(*ms) != h.lastDL:
+					r.fail(i, "%s had %d ms (-1: none), want %d", name, h.lastDL, *ms)
 				}
 			case "aborted":
 				var want *string
@@ -564,6 +586,7 @@ func (r *runner) settle() {
 				r.sent = append(r.sent, toV(&frames[k]))
 			}
 		}
+		r.checkSizes(bufs)
 		r.s.Recycle(arena)
 		if len(r.events) == 0 && !r.s.HasOutput() {
 			if len(r.s.events) == 0 {
@@ -598,6 +621,29 @@ func (r *runner) event(e Event) {
 	}
 }
 
+// release applies a release step to the earliest unfinished invocation of h.
+func (r *runner) release(h *scnHandler, b behaviour) {
+	in := h.held[0]
+	if h.b.Kind != "stream" {
+		h.held = h.held[1:]
+		r.unary(in, b)
+		return
+	}
+	p := h.producer[in]
+	if p == nil {
+		p = &scnProducer{}
+		h.producer[in] = p
+	}
+	r.addItems(p, b)
+	if b.End || b.Fail != nil || b.Throw != nil {
+		p.end = true
+		p.fail = b.Fail
+		p.throw = b.Throw
+		h.held = h.held[1:]
+	}
+	r.produce(in, p)
+}
+
 // request runs a handler's behaviour, inline, as the session starts it.
 func (r *runner) request(in *InCall) {
 	h := in.route.Handler.(*scnHandler)
@@ -605,8 +651,20 @@ func (r *runner) request(in *InCall) {
 	h.last = in.Req
 	h.lastIn = in
 	h.aborted = nil
+	h.lastDL = -1
+	if !in.Req.Deadline.IsZero() {
+		h.lastDL = int64(in.Req.Deadline.Sub(r.clock) / time.Millisecond)
+	}
 	if h.b.Hold {
 		h.held = append(h.held, in)
+		if h.b.Kind == "stream" {
+			h.producer[in] = &scnProducer{}
+			for len(r.early[h.name]) > 0 && len(h.held) > 0 && h.held[len(h.held)-1] == in {
+				b := r.early[h.name][0]
+				r.early[h.name] = r.early[h.name][1:]
+				r.release(h, b)
+			}
+		}
 		return
 	}
 	if h.b.Kind == "stream" {
@@ -614,6 +672,7 @@ func (r *runner) request(in *InCall) {
 		r.addItems(p, h.b)
 		if h.b.Then != nil {
 			p.fail = h.b.Then.Fail
+			p.throw = h.b.Then.Throw
 		}
 		h.producer[in] = p
 		r.produce(in, p)
@@ -656,6 +715,9 @@ func (r *runner) produce(in *InCall, p *scnProducer) {
 		var err error
 		if p.fail != nil {
 			err = &Error{Code: Code(p.fail.Code), Message: p.fail.Message}
+		}
+		if p.throw != nil {
+			err = errors.New(*p.throw)
 		}
 		r.s.Finish(in, err)
 	}
@@ -716,6 +778,32 @@ func frameMatches(t *testing.T, got, want vFrame) string {
 	return ""
 }
 
+// expandRepeats replaces every {"repeat": hex, "times": n} with the hex repeated.
+func expandRepeats(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		if r, ok := x["repeat"].(string); ok && len(x) == 2 {
+			if n, ok := x["times"].(float64); ok {
+				return strings.Repeat(r, int(n))
+			}
+		}
+		for k, e := range x {
+			x[k] = expandRepeats(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = expandRepeats(e)
+		}
+	}
+	return v
+}
+
+func strictUnmarshal(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	return d.Decode(v)
+}
+
 func loadScenarios(t *testing.T, pattern string) []scenario {
 	files, _ := filepath.Glob(pattern)
 	var all []scenario
@@ -724,8 +812,16 @@ func loadScenarios(t *testing.T, pattern string) []scenario {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var file struct{ Scenarios []scenario }
-		if err := json.Unmarshal(b, &file); err != nil {
+		var generic any
+		if err := json.Unmarshal(b, &generic); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		b, _ = json.Marshal(expandRepeats(generic))
+		var file struct {
+			Description string     `json:"description"`
+			Scenarios   []scenario `json:"scenarios"`
+		}
+		if err := strictUnmarshal(b, &file); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
 		all = append(all, file.Scenarios...)
@@ -756,4 +852,98 @@ func TestLocalScenarios(t *testing.T) {
 	for _, sc := range all {
 		t.Run(sc.Name, func(t *testing.T) { runScenario(t, sc) })
 	}
+}
+
+// matchSent compares the frames written with the expected ones, where an expectation with
+// "fragmented": true stands for a message sent in fragments (spec/scenarios/README.md).
+func matchSent(t *testing.T, got, want []vFrame) string {
+	used := make([]bool, len(got))
+	gi := 0
+	next := func() int {
+		for gi < len(got) && used[gi] {
+			gi++
+		}
+		return gi
+	}
+	for j, w := range want {
+		k := next()
+		if k >= len(got) {
+			return fmt.Sprintf("sent %d frames, want more (expectation %d)", len(got), j)
+		}
+		if !w.Fragmented {
+			if msg := frameMatches(t, got[k], w); msg != "" {
+				return fmt.Sprintf("frame %d: %s", k, msg)
+			}
+			used[k] = true
+			continue
+		}
+		first := w
+		first.Fragmented = false
+		fl := flagsOf(w.Flags)
+		end := w.Type == "RESPONSE" && fl&FlagEnd != 0
+		first.Flags = flagNames(typeOf(w.Type), fl&^FlagEnd|FlagFollows)
+		whole := payloadOf(w)
+		first.Payload, first.PayloadText = nil, nil
+		if msg := frameMatches(t, got[k], first); msg != "" {
+			return fmt.Sprintf("frame %d (first fragment): %s", k, msg)
+		}
+		used[k] = true
+		data, _ := hex.DecodeString(*got[k].Payload)
+		contType := "DATA"
+		if w.Type == "RESPONSE" {
+			contType = "RESPONSE"
+		}
+		done := false
+		for m := k + 1; m < len(got) && !done; m++ {
+			g := got[m]
+			if used[m] || g.Type != contType || g.ID != w.ID {
+				continue
+			}
+			gfl := flagsOf(g.Flags)
+			if gfl&FlagText != 0 {
+				return fmt.Sprintf("frame %d: TEXT on a continuation", m)
+			}
+			p, _ := hex.DecodeString(*g.Payload)
+			data = append(data, p...)
+			used[m] = true
+			if gfl&FlagFollows == 0 {
+				done = true
+				if (gfl&FlagEnd != 0) != end {
+					return fmt.Sprintf("frame %d: END on the last fragment is %v, want %v", m, gfl&FlagEnd != 0, end)
+				}
+			} else if gfl&FlagEnd != 0 {
+				return fmt.Sprintf("frame %d: END before the last fragment", m)
+			}
+		}
+		if !done {
+			return fmt.Sprintf("the fragments of %s %d do not end", w.Type, w.ID)
+		}
+		if !bytes.Equal(data, whole) {
+			return fmt.Sprintf("the fragments of %s %d carry %d bytes, want %d", w.Type, w.ID, len(data), len(whole))
+		}
+	}
+	if k := next(); k < len(got) {
+		return fmt.Sprintf("frame %d was not expected", k)
+	}
+	return ""
+}
+
+func typeOf(name string) FrameType {
+	for i, n := range typeNames {
+		if n == name {
+			return FrameType(i)
+		}
+	}
+	return 0xF
+}
+
+func payloadOf(v vFrame) []byte {
+	if v.PayloadText != nil {
+		return []byte(*v.PayloadText)
+	}
+	if v.Payload == nil {
+		return nil
+	}
+	b, _ := hex.DecodeString(*v.Payload)
+	return b
 }

@@ -839,7 +839,7 @@ func (s *Session) Receive(frames []Frame, cerr error, now time.Time) {
 		case TypeError:
 			code := Code(f.Code)
 			if code == CodeOK {
-				code = CodeProtocolError
+				code = CodeInternal // an ERROR is never a success (§10.1)
 			}
 			s.close(&Error{Code: code, Message: "the peer sent ERROR: " + string(f.Body), wire: true})
 		}
@@ -1205,6 +1205,18 @@ func (s *Session) onGoaway(f *Frame, now time.Time) {
 	if d >= 1<<31 {
 		s.violate(ViolationBadGoaway+": GOAWAY "+strconv.FormatUint(uint64(f.ID), 10)+" counts more requests than the "+
 			strconv.FormatUint(uint64(s.sentSeq), 10)+" sent", nil)
+		return
+	}
+	// The last d requests sent were discarded: each must still be open here (§9.3).
+	open := uint32(0)
+	for _, c := range s.out {
+		if c != nil && s.sentSeq-c.seq < d {
+			open++
+		}
+	}
+	if open != d {
+		s.violate(ViolationBadGoaway+": GOAWAY "+strconv.FormatUint(uint64(f.ID), 10)+" discards "+
+			strconv.FormatUint(uint64(d), 10)+" requests, of which only "+strconv.FormatUint(uint64(open), 10)+" are open", nil)
 		return
 	}
 	s.goawayReceived = true
