@@ -92,6 +92,11 @@ const (
 // bigPayload: payloads this large or larger are written from where they are, not copied.
 const bigPayload = 2048
 
+// producerBatch: a stream producer waits while this much output is not yet taken by the
+// writer, so that a fast producer fills one write's worth and no more (the write buffer
+// limit, MaxWriteBufferBytes, is for everything else).
+const producerBatch = 64 << 10
+
 // fragmentBudget: bytes of large-message fragments written per TakeOutput, so that small
 // frames interleave with them.
 const fragmentBudget = 256 << 10
@@ -1288,10 +1293,11 @@ func (s *Session) Send(in *InCall, payload []byte, text bool) SendResult {
 	if in.settled || s.phase == phaseClosed {
 		return SendEnded
 	}
-	if in.credit <= 0 || in.frag != nil || s.congested() {
+	full := s.congested() || s.Pending() >= producerBatch
+	if in.credit <= 0 || in.frag != nil || full {
 		if !in.waiting {
 			in.waiting = true
-			if s.congested() {
+			if full {
 				s.waiters = append(s.waiters, in)
 			}
 		}
@@ -1533,7 +1539,7 @@ func (s *Session) relieve() {
 		s.held = s.held[:len(s.held)-1]
 		s.run(in)
 	}
-	if len(s.waiters) > 0 && !s.congested() {
+	if len(s.waiters) > 0 && !s.congested() && s.Pending() < producerBatch {
 		w := s.waiters
 		s.waiters = nil
 		for _, in := range w {
