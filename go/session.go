@@ -45,7 +45,7 @@ type Session struct {
 	extBuf     []byte
 
 	// ---- their calls ----
-	inc        map[uint32]*InCall
+	inc        inTable
 	recvSeq    uint32
 	reasmBytes int
 	held       []*InCall
@@ -281,7 +281,6 @@ func NewSession(opt Options, router Router) *Session {
 		peerMaxFrame:   DefaultMaxFrameBytes,
 		peerMaxMessage: DefaultMaxMessageBytes,
 		peerMaxInfl:    DefaultMaxInflight,
-		inc:            make(map[uint32]*InCall),
 		obuf:           make([]byte, 0, 4096),
 	}
 	if !opt.NoHello {
@@ -310,7 +309,7 @@ func (s *Session) CloseError() *Error { return s.closeErr }
 func (s *Session) OutgoingCalls() int { return s.outActive + s.queuedLive }
 
 // IncomingCalls is the number of the peer's calls held.
-func (s *Session) IncomingCalls() int { return len(s.inc) }
+func (s *Session) IncomingCalls() int { return s.inc.n }
 
 // PeerMaxFrameBytes is the peer's announced frame limit (65536 until its HELLO).
 func (s *Session) PeerMaxFrameBytes() int { return s.peerMaxFrame }
@@ -895,7 +894,7 @@ func (s *Session) onHello(f *Frame, now time.Time) {
 func (s *Session) onRequest(f *Frame, now time.Time) {
 	s.recvSeq++
 	id := f.ID
-	if _, held := s.inc[id]; held {
+	if s.inc.get(id) != nil {
 		s.violate(ViolationIDInUse+": REQUEST reuses id "+strconv.FormatUint(uint64(id), 10)+" of a call still in progress", nil)
 		return
 	}
@@ -916,7 +915,7 @@ func (s *Session) onRequest(f *Frame, now time.Time) {
 			strconv.FormatUint(uint64(id), 10)+" exceeds 2147483647", nil)
 		return
 	}
-	if len(s.inc) >= s.opt.MaxInflight {
+	if s.inc.n >= s.opt.MaxInflight {
 		if s.congested() {
 			s.strikes++
 		}
@@ -939,7 +938,7 @@ func (s *Session) onRequest(f *Frame, now time.Time) {
 		}
 	}
 	in.Req.Service, in.Req.Method = in.route.Service, in.route.Method
-	s.inc[id] = in
+	s.inc.put(id, in)
 	if ext.HasDeadline {
 		in.deadlineMs, in.hasDL = ext.DeadlineMs, true
 		in.Req.Deadline = now.Add(time.Duration(ext.DeadlineMs) * time.Millisecond)
@@ -984,7 +983,7 @@ func (s *Session) lookup(service, method []byte) (Route, Code) {
 }
 
 func (s *Session) onData(f *Frame) {
-	in := s.inc[f.ID]
+	in := s.inc.get(f.ID)
 	if in == nil {
 		return // crossed a refusal or a GOAWAY discard (§4.3)
 	}
@@ -1041,7 +1040,7 @@ func (s *Session) run(in *InCall) {
 }
 
 func (s *Session) onCancel(f *Frame) {
-	in := s.inc[f.ID]
+	in := s.inc.get(f.ID)
 	if in == nil {
 		return
 	}
@@ -1058,7 +1057,7 @@ func (s *Session) abort(in *InCall, err *Error) {
 }
 
 func (s *Session) onCredit(f *Frame) {
-	in := s.inc[f.ID]
+	in := s.inc.get(f.ID)
 	if in == nil || !in.Req.Stream {
 		return
 	}
@@ -1376,8 +1375,8 @@ func (s *Session) endIn(in *InCall) {
 		return
 	}
 	in.settled = true
-	if s.inc[in.id] == in {
-		delete(s.inc, in.id)
+	if s.inc.get(in.id) == in {
+		s.inc.del(in.id)
 	}
 	if in.reasm != nil {
 		s.reasmDrop(&in.reasm)
@@ -1455,7 +1454,7 @@ func (s *Session) GoAway(code Code, msg string, now time.Time) {
 }
 
 func (s *Session) maybeFinish() {
-	if s.phase != phaseDraining || !s.goawayReceived || s.outActive > 0 || len(s.inc) > 0 || len(s.frags) > 0 {
+	if s.phase != phaseDraining || !s.goawayReceived || s.outActive > 0 || s.inc.n > 0 || len(s.frags) > 0 {
 		return
 	}
 	s.finished = true
@@ -1510,14 +1509,14 @@ func (s *Session) close(err *Error) {
 	s.nextID = 0
 	s.outActive = 0
 	s.failQueued(fail)
-	for id, in := range s.inc {
+	for id, in := range s.inc.all() {
 		in.settled = true
 		s.abort(in, fail)
 		if in.waiting {
 			in.waiting = false
 			s.emit(Event{Kind: EventWake, In: in})
 		}
-		delete(s.inc, id)
+		s.inc.del(id)
 	}
 	s.held = nil
 	s.waiters = nil
@@ -1629,4 +1628,69 @@ func (h *timerHeap) pop() timer {
 	}
 	*h = a
 	return top
+}
+
+// inTable holds the peer's calls by id: a slice for the small ids peers use (smallest free
+// first), a map beyond.
+type inTable struct {
+	small []*InCall
+	big   map[uint32]*InCall
+	n     int
+}
+
+const inTableSmall = 4096
+
+func (t *inTable) get(id uint32) *InCall {
+	if id < uint32(len(t.small)) {
+		return t.small[id]
+	}
+	if id < inTableSmall {
+		return nil
+	}
+	return t.big[id]
+}
+
+func (t *inTable) put(id uint32, in *InCall) {
+	t.n++
+	if id < inTableSmall {
+		for int(id) >= len(t.small) {
+			t.small = append(t.small, nil)
+		}
+		t.small[id] = in
+		return
+	}
+	if t.big == nil {
+		t.big = make(map[uint32]*InCall)
+	}
+	t.big[id] = in
+}
+
+func (t *inTable) del(id uint32) {
+	if id < inTableSmall {
+		if id < uint32(len(t.small)) && t.small[id] != nil {
+			t.small[id] = nil
+			t.n--
+		}
+		return
+	}
+	if _, ok := t.big[id]; ok {
+		delete(t.big, id)
+		t.n--
+	}
+}
+
+// all iterates over the calls held (deleting the current one is allowed).
+func (t *inTable) all() func(yield func(uint32, *InCall) bool) {
+	return func(yield func(uint32, *InCall) bool) {
+		for id, in := range t.small {
+			if in != nil && !yield(uint32(id), in) {
+				return
+			}
+		}
+		for id, in := range t.big {
+			if !yield(id, in) {
+				return
+			}
+		}
+	}
 }
