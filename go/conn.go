@@ -40,8 +40,13 @@ type Conn struct {
 	relieved chan struct{}
 	wbufs    [][]byte
 	nb       net.Buffers
-	workers  chan *InCall
-	idle     atomic.Int32
+	workers  chan *InCall // requests for idle goroutines; nil: the turn to read
+	reading  bool         // the reader is handling events (under mu)
+	inline   *InCall      // a request the reader will serve itself
+	// handoff: 1 while the reader serves a request itself, 2 once reading was passed on
+	handoff      atomic.Int32
+	handoffTimer *time.Timer
+	idle         atomic.Int32
 
 	readerDone chan struct{}
 	writerDone chan struct{}
@@ -73,7 +78,9 @@ func NewConn(rwc io.ReadWriteCloser, mux *Mux, opt Options) *Conn {
 		done:       make(chan struct{}),
 	}
 	c.dec = NewDecoder(c.s.opt.MaxFrameBytes)
-	go c.reader()
+	c.handoffTimer = time.AfterFunc(time.Hour, c.onHandoff)
+	c.handoffTimer.Stop()
+	go c.goroutine(nil)
 	go c.writer()
 	go func() {
 		<-c.readerDone
@@ -157,11 +164,11 @@ func (c *Conn) event(e *Event) {
 		e.In.Req.conn = c
 		e.In.user.ctx.in = e.In
 		e.In.user.ctx.parent = c.base
-		select {
-		case c.workers <- e.In: // an idle handler goroutine takes it
-		default:
-			go c.worker(e.In)
+		if c.reading && c.inline == nil && c.s.IncomingCalls() == 1 && c.s.OutgoingCalls() == 0 {
+			c.inline = e.In // the reader serves it (readTurn)
+			return
 		}
+		c.dispatch(e.In)
 	case EventAbort:
 		e.In.user.ctx.cancel(e.Err)
 	case EventWake:
@@ -221,8 +228,11 @@ func (c *Conn) onTimer() {
 
 // ---- reader and writer ------------------------------------------------------
 
-func (c *Conn) reader() {
-	defer close(c.readerDone)
+// readTurn reads and feeds the session until reading ends (it returns nil) or a request
+// arrives that this goroutine should serve itself (it returns it, having passed reading on
+// to another goroutine). Serving the only call in flight on the goroutine that read it
+// saves a goroutine switch on the critical path (leader/followers).
+func (c *Conn) readTurn() *InCall {
 	for {
 		buf := c.dec.Buffer()
 		n, err := c.rwc.Read(buf)
@@ -230,8 +240,12 @@ func (c *Conn) reader() {
 			frames, cerr := c.dec.Commit(n)
 			now := time.Now()
 			c.mu.Lock()
+			c.reading = true
 			c.s.Receive(frames, cerr, now)
 			c.after()
+			c.reading = false
+			in := c.inline
+			c.inline = nil
 			overloaded := c.s.Overloaded()
 			c.unlock(false)
 			for overloaded {
@@ -244,9 +258,20 @@ func (c *Conn) reader() {
 				c.mu.Unlock()
 			}
 			if cerr != nil {
+				if in != nil {
+					c.dispatch(in)
+				}
 				// The decoder is dead; drain until the transport is closed.
 				c.drain()
-				return
+				close(c.readerDone)
+				return nil
+			}
+			if in != nil {
+				// Serve it here; if it takes long (or calls back over this connection),
+				// the timer hands reading to another goroutine meanwhile.
+				c.handoff.Store(1)
+				c.handoffTimer.Reset(handoffAfter)
+				return in
 			}
 		}
 		if err != nil {
@@ -258,8 +283,38 @@ func (c *Conn) reader() {
 			c.s.End(cause)
 			c.after()
 			c.unlock(false)
-			return
+			close(c.readerDone)
+			return nil
 		}
+	}
+}
+
+// handoffAfter is how long a reader serves a request itself before it hands reading to
+// another goroutine.
+const handoffAfter = 50 * time.Microsecond
+
+// onHandoff: the reader is still serving a request; let another goroutine read.
+func (c *Conn) onHandoff() {
+	if c.handoff.CompareAndSwap(1, 2) {
+		c.passReading()
+	}
+}
+
+// passReading hands reading over to an idle goroutine, or a new one.
+func (c *Conn) passReading() {
+	select {
+	case c.workers <- nil:
+	default:
+		go c.goroutine(nil)
+	}
+}
+
+// dispatch gives a request to an idle goroutine, or a new one.
+func (c *Conn) dispatch(in *InCall) {
+	select {
+	case c.workers <- in:
+	default:
+		go c.goroutine(in)
 	}
 }
 
@@ -655,14 +710,27 @@ func (r *Request) Conn() *Conn { return r.conn }
 // SetTextReply marks the handler's response messages as UTF-8 text (the TEXT flag).
 func (r *Request) SetTextReply(text bool) { r.replyText = text }
 
-// maxIdleWorkers is how many handler goroutines may wait for more work once they are done.
+// maxIdleWorkers is how many goroutines may wait for more work once they are done.
 const maxIdleWorkers = 16
 
-// worker runs handlers: a goroutine that finished a call takes the next one, if it comes
-// while at most maxIdleWorkers others wait, so that serving a call does not start one.
-func (c *Conn) worker(in *InCall) {
+// goroutine is the life of a connection goroutine: it reads (in == nil) or serves in,
+// then waits, while at most maxIdleWorkers others wait, for a request to serve or for
+// its turn to read (nil), so that serving a call starts no goroutine.
+func (c *Conn) goroutine(in *InCall) {
 	for {
-		c.serve(in)
+		if in == nil {
+			if in = c.readTurn(); in == nil {
+				return
+			}
+			c.serve(in)
+			c.handoffTimer.Stop()
+			if c.handoff.CompareAndSwap(1, 0) {
+				in = nil // reading is still ours
+				continue
+			}
+		} else {
+			c.serve(in)
+		}
 		if c.idle.Add(1) > maxIdleWorkers {
 			c.idle.Add(-1)
 			return
