@@ -25,6 +25,10 @@ type Decoder struct {
 	small  int   // Buffer calls in a row that did not need an enlarged buffer
 	frames []Frame
 	err    *CodecError
+	// detached: buf holds exactly one large frame, read straight into memory of its own
+	// that is handed out with the frame (Frame.Owned); shared is the regular buffer.
+	detached bool
+	shared   []byte
 }
 
 const (
@@ -58,9 +62,27 @@ func (d *Decoder) need() int {
 	return WordBytes + (int(b[0]) | int(b[1])<<8 | int(b[2])<<16)
 }
 
+// detachMin: a whole REQUEST or RESPONSE message at least this large is read into memory
+// of its own, which the frame hands out (Frame.Owned), so it is never copied.
+const detachMin = 32 << 10
+
 // Buffer returns free space to read into; Commit(n) then scans the n bytes written there.
 // It invalidates the frames of the previous batch.
 func (d *Decoder) Buffer() []byte {
+	if d.detached {
+		return d.buf[d.w:]
+	}
+	if d.w-d.r >= WordBytes {
+		b := d.buf[d.r:]
+		t := FrameType(b[3] & 0xF)
+		if frame := d.need(); frame >= detachMin && (t == TypeRequest || t == TypeResponse) && Flags(b[3]>>4)&FlagFollows == 0 {
+			nb := make([]byte, frame)
+			held := copy(nb, d.buf[d.r:d.w])
+			d.shared = d.buf
+			d.buf, d.r, d.w, d.detached = nb, 0, held, true
+			return d.buf[d.w:]
+		}
+	}
 	d.reserve(minRead)
 	return d.buf[d.w:]
 }
@@ -176,8 +198,13 @@ func (d *Decoder) scan() ([]Frame, error) {
 			return d.frames, d.fail(code)
 		}
 		f.Offset = d.off
+		f.Owned = d.detached
 		d.r += total
 		d.off += int64(total)
+	}
+	if d.detached && d.r == d.w {
+		d.buf, d.r, d.w, d.detached = d.shared, 0, 0, false
+		d.shared = nil
 	}
 	return d.frames, nil
 }

@@ -960,7 +960,7 @@ func (s *Session) onRequest(f *Frame, now time.Time) {
 		}
 		return
 	}
-	in.Req.Payload = s.clone(f.Body)
+	in.Req.Payload = s.keep(f)
 	s.dispatch(in)
 }
 
@@ -1144,7 +1144,7 @@ func (s *Session) onResponse(f *Frame, now time.Time) {
 				s.cancelOut(c, tooBig())
 			}
 		} else {
-			msg = s.clone(f.Body)
+			msg = s.keep(f)
 		}
 	}
 	if c.stream {
@@ -1563,6 +1563,15 @@ const (
 	slabSize    = 16 << 10
 	slabPayload = 512
 )
+
+// keep returns a frame's body for the user to keep: itself when the decoder handed it
+// over (Frame.Owned), else a copy.
+func (s *Session) keep(f *Frame) []byte {
+	if f.Owned && len(f.Body) > 0 {
+		return f.Body[:len(f.Body):len(f.Body)]
+	}
+	return s.clone(f.Body)
+}
 
 // clone copies a payload the session hands out (the decoder's buffer is reused).
 func (s *Session) clone(b []byte) []byte {

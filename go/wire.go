@@ -138,6 +138,9 @@ type Frame struct {
 	Body []byte
 	// Offset is the stream offset of the frame's first byte.
 	Offset int64
+	// Owned: the frame's bytes are in memory of their own that the decoder will not reuse,
+	// so Body may be kept without a copy.
+	Owned bool
 }
 
 // Setting is one HELLO key/value pair.
