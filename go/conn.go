@@ -43,8 +43,12 @@ type Conn struct {
 	workers  chan *InCall // requests for idle goroutines; nil: the turn to read
 	reading  bool         // the reader is handling events (under mu)
 	inline   *InCall      // a request the reader will serve itself
-	// handoff: 1 while the reader serves a request itself, 2 once reading was passed on
-	handoff      atomic.Int32
+	// handoff is turn<<2 | state for the reader's current turn of serving a request itself:
+	// state 1 while it serves, 2 once reading was passed on, 0 when it went back to reading.
+	// The turn number keeps a goroutine that served long from mistaking a later turn for
+	// its own. turn is touched only by the goroutine that holds reading.
+	handoff      atomic.Uint64
+	turn         uint64
 	handoffTimer *time.Timer
 	idle         atomic.Int32
 
@@ -232,7 +236,7 @@ func (c *Conn) onTimer() {
 // arrives that this goroutine should serve itself (it returns it, having passed reading on
 // to another goroutine). Serving the only call in flight on the goroutine that read it
 // saves a goroutine switch on the critical path (leader/followers).
-func (c *Conn) readTurn() *InCall {
+func (c *Conn) readTurn() (*InCall, uint64) {
 	for {
 		buf := c.dec.Buffer()
 		n, err := c.rwc.Read(buf)
@@ -264,14 +268,16 @@ func (c *Conn) readTurn() *InCall {
 				// The decoder is dead; drain until the transport is closed.
 				c.drain()
 				close(c.readerDone)
-				return nil
+				return nil, 0
 			}
 			if in != nil {
 				// Serve it here; if it takes long (or calls back over this connection),
 				// the timer hands reading to another goroutine meanwhile.
-				c.handoff.Store(1)
+				c.turn++
+				turn := c.turn
+				c.handoff.Store(turn<<2 | 1)
 				c.handoffTimer.Reset(handoffAfter)
-				return in
+				return in, turn
 			}
 		}
 		if err != nil {
@@ -284,7 +290,7 @@ func (c *Conn) readTurn() *InCall {
 			c.after()
 			c.unlock(false)
 			close(c.readerDone)
-			return nil
+			return nil, 0
 		}
 	}
 }
@@ -295,7 +301,7 @@ const handoffAfter = 50 * time.Microsecond
 
 // onHandoff: the reader is still serving a request; let another goroutine read.
 func (c *Conn) onHandoff() {
-	if c.handoff.CompareAndSwap(1, 2) {
+	if v := c.handoff.Load(); v&3 == 1 && c.handoff.CompareAndSwap(v, v&^3|2) {
 		c.passReading()
 	}
 }
@@ -719,12 +725,13 @@ const maxIdleWorkers = 16
 func (c *Conn) goroutine(in *InCall) {
 	for {
 		if in == nil {
-			if in = c.readTurn(); in == nil {
+			var turn uint64
+			if in, turn = c.readTurn(); in == nil {
 				return
 			}
 			c.serve(in)
-			c.handoffTimer.Stop()
-			if c.handoff.CompareAndSwap(1, 0) {
+			if c.handoff.CompareAndSwap(turn<<2|1, turn<<2) {
+				c.handoffTimer.Stop()
 				in = nil // reading is still ours
 				continue
 			}

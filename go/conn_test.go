@@ -307,3 +307,25 @@ func TestConnShutdown(t *testing.T) {
 		}
 	})
 }
+
+// TestConnCallback: a handler calls its caller back over the same connection (the reader
+// that serves a request itself must hand reading on, or the answer is never read).
+func TestConnCallback(t *testing.T) {
+	forTransports(t, func(t *testing.T, tr transport) {
+		mux := testMux()
+		mux.HandleUnary("t", "callback", func(ctx context.Context, req *Request) ([]byte, error) {
+			got, err := req.Conn().Call(ctx, "t", "echo", req.Payload)
+			if err != nil {
+				return nil, err
+			}
+			return append([]byte("back:"), got...), nil
+		})
+		client, _ := connPair(t, tr, mux, Options{})
+		for i := 0; i < 200; i++ {
+			got, err := client.Call(context.Background(), "t", "callback", []byte(strconv.Itoa(i)))
+			if err != nil || string(got) != "back:"+strconv.Itoa(i) {
+				t.Fatalf("callback %d: %q %v", i, got, err)
+			}
+		}
+	})
+}
