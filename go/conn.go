@@ -570,6 +570,7 @@ func (c *Conn) Call(ctx context.Context, service, method string, payload []byte,
 	c.s.Call(&cc.out, service, method, payload, cfg.o, now)
 	c.after()
 	c.unlock(true)
+	c.onHandoff() // a handler served by the reader calls back: its answer needs a reader
 	if done := ctx.Done(); done != nil {
 		select {
 		case <-cc.done:
@@ -637,6 +638,7 @@ func (c *Conn) Stream(ctx context.Context, service, method string, payload []byt
 		c.s.Call(&cs.out, service, method, payload, cfg.o, time.Now())
 		c.after()
 		c.unlock(true)
+		c.onHandoff()
 		finished := false
 		defer func() {
 			if !finished {
