@@ -153,6 +153,12 @@ var (
 	ErrConnectionClosed  = &Error{Code: CodeConnectionClosed}
 )
 
+// Unknown reports whether the code is a reserved number (11-255) received from the peer,
+// which surfaces as UNKNOWN with its number (§12, §13.1).
+func (e *Error) Unknown() bool {
+	return e.wire && e.Code >= CodeConnectionClosed && e.Code < CodeApplicationMin
+}
+
 func (e *Error) codeName() string {
 	if e.wire && e.Code >= CodeConnectionClosed && e.Code < CodeApplicationMin {
 		return "UNKNOWN(" + strconv.FormatUint(uint64(e.Code), 10) + ")"
