@@ -101,7 +101,12 @@ func main() {
 		os.Exit(exitUsage)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "pipit %s: %s\n", name, describe(err))
+		var pe *pipit.Error
+		if errors.As(err, &pe) {
+			fmt.Fprintln(os.Stderr, describe(err)) // as the TypeScript command: the status alone
+		} else {
+			fmt.Fprintf(os.Stderr, "pipit %s: %s\n", name, describe(err))
+		}
 		code = exitFor(err)
 	}
 	os.Exit(code)
