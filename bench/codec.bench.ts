@@ -13,7 +13,8 @@
 import { Bench } from 'tinybench';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { COL_BODY_LEN, COL_HEAD, COL_ID, STRIDE, T_CANCEL, T_CREDIT, T_REQUEST, T_RESPONSE, T_STATUS } from '../bindings/constants.js';
+import { T_CANCEL, T_CREDIT, T_REQUEST, T_RESPONSE, T_STATUS } from '../bindings/constants.js';
+import { COL_BODY_LEN, COL_HEAD, COL_ID, STRIDE } from '../bindings/frame-table.js';
 import type { Decoder, FrameBatch } from '../bindings/codec.js';
 import { tsCodec } from '../bindings/codec-ts.js';
 import { type InPlaceDecoder, TsInPlaceDecoder, WasmHeaderEncoder, wasmCodec } from '../bindings/codec-wasm.js';

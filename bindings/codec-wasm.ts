@@ -42,9 +42,8 @@
  * socket writes into it and commit(n) scans those bytes where they are, with no copy-in.
  * Rows then use buffer 0.
  */
-import {
-  CODEC_ERROR_NAMES, COL_HEAD, E_INCOMPLETE, MAX_FRAME_BYTES_LIMIT, MAX_LENGTH_FIELD, STRIDE, T_REQUEST,
-} from './constants.js';
+import { CODEC_ERROR_NAMES, E_INCOMPLETE, MAX_FRAME_BYTES_LIMIT, MAX_LENGTH_FIELD, T_REQUEST } from './constants.js';
+import { COL_HEAD, STRIDE } from './frame-table.js';
 import { type Codec, type Decoder, EMPTY, FastBuffer, FrameBatch } from './codec.js';
 import { tsCodec } from './codec-ts.js';
 import { InvalidArgumentError, codecError, type ProtocolError } from './errors.js';

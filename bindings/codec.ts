@@ -1,9 +1,10 @@
 /**
- * The Codec interface: bytes in, a frame table out; frames in, bytes out.
+ * The Codec interface, decoding only: bytes in, a frame table out. (Encoding has one
+ * implementation, frame-writer.ts: frames in, bytes out.)
  *
  * Decoding is a batch: `push(chunk)` scans every complete frame in the chunk (plus bytes
  * carried over from earlier chunks) and fills one row of STRIDE int32 per frame into
- * `batch.table` (columns in constants.ts). Both codecs fill the same table, so everything
+ * `batch.table` (columns in frame-table.ts). Both codecs fill the same table, so everything
  * above it (session, tests) is shared. A Wasm scanner fills it from linear memory with one
  * call per chunk.
  *
@@ -15,10 +16,10 @@
  * caller may keep forever: a view when the backing buffer is retainable
  * (`batch.retainable[b]`), else a copy.
  */
+import { E_BAD_BODY, E_BAD_EXT, EXT_CREDIT, EXT_DEADLINE, EXT_METADATA } from './constants.js';
 import {
-  COL_AUX, COL_BODY_LEN, COL_BODY_OFF, COL_EXT_LEN, COL_EXT_OFF, COL_HEAD, COL_ID, COL_NAMES,
-  E_BAD_BODY, E_BAD_EXT, EXT_CREDIT, EXT_DEADLINE, EXT_METADATA, STRIDE,
-} from './constants.js';
+  COL_AUX, COL_BODY_LEN, COL_BODY_OFF, COL_EXT_LEN, COL_EXT_OFF, COL_HEAD, COL_ID, COL_NAMES, STRIDE,
+} from './frame-table.js';
 import { ProtocolError, codecError } from './errors.js';
 
 /** Node's internal Buffer subclass: the cheapest way to make a Buffer view (no checks). */
@@ -41,7 +42,7 @@ export class FrameBatch {
   private span: Buffer | null = null;
   private spanOf = -1;
   private spanStart = 0;
-  /** count * STRIDE int32, see constants.ts COL_*. May be replaced when it grows. */
+  /** count * STRIDE int32, see frame-table.ts. May be replaced when it grows. */
   table: Int32Array;
   /** Backing bytes of rows: [codec-owned, chunk]. */
   readonly buffers: Uint8Array[] = [EMPTY, EMPTY];

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { STRIDE } from '../bindings/constants.js';
+import { STRIDE } from '../bindings/frame-table.js';
 import type { Codec, Decoder, FrameBatch } from '../bindings/codec.js';
 import { tsCodec } from '../bindings/codec-ts.js';
 import { type InPlaceDecoder, createWasmCodec, inPlaceCodec, wasmCodec } from '../bindings/codec-wasm.js';

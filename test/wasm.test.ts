@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as constants from '../bindings/constants.js';
+import * as frameTable from '../bindings/frame-table.js';
 import { F_EXT, T_REQUEST, TYPE_NAMES } from '../bindings/constants.js';
 import { varintSize } from '../bindings/codec.js';
 import {
@@ -57,8 +58,8 @@ describe('release module', () => {
 });
 
 describe('assembly constants', () => {
-  it('layout.ts and errors.ts mirror bindings/constants.ts', () => {
-    const table = constants as unknown as Record<string, unknown>;
+  it('layout.ts and errors.ts mirror bindings/constants.ts and bindings/frame-table.ts', () => {
+    const table = { ...constants, ...frameTable } as unknown as Record<string, unknown>;
     let shared = 0;
     for (const file of ['assembly/layout.ts', 'assembly/errors.ts']) {
       const src = readFileSync(join(ROOT, file), 'utf8');
