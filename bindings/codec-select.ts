@@ -23,7 +23,8 @@
  */
 import type { Codec } from './codec.js';
 import { tsCodec } from './codec-ts.js';
-import { type InPlaceCodec, inPlaceCodec, wasmCodec } from './codec-wasm.js';
+import { wasmCodec } from './codec-wasm.js';
+import { type InPlaceCodec, inPlaceCodec } from './in-place-decoder.js';
 
 export type CodecChoice = 'auto' | 'wasm' | 'ts';
 
