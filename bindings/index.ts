@@ -8,6 +8,10 @@ export { Session, type SessionOptions, type CallOptions, type StreamOptions, typ
 export { MessageStream } from './message-stream.js';
 export { PipitError, ProtocolError, InvalidArgumentError, statusName, type ErrorCode } from './errors.js';
 export type { HandlerContext, Handler, Service, Services } from './routes.js';
+export {
+  unary, streaming, methodKind, MethodKind, type MethodInfo, encodeMethodList, decodeMethodList,
+  INTROSPECTION_SERVICE, INTROSPECTION_METHOD,
+} from './introspection.js';
 export type { Payload } from './frame-writer.js';
 export type { Codec, Decoder } from './codec.js';
 export { selectCodec, type CodecChoice } from './codec-select.js';

@@ -22,6 +22,7 @@ import type { Decoder } from './codec.js';
 import { selectCodec, type CodecChoice } from './codec-select.js';
 import { PipitError } from './errors.js';
 import type { Payload } from './frame-writer.js';
+import { INTROSPECTION_METHOD, INTROSPECTION_SERVICE, decodeMethodList, type MethodInfo } from './introspection.js';
 import type { MessageStream } from './message-stream.js';
 import type { Service } from './routes.js';
 import { Session, type CallOptions, type SessionOptions, type StreamOptions } from './session.js';
@@ -42,6 +43,7 @@ export interface InPlaceReader {
 }
 
 const now = (): number => performance.now();
+const EMPTY_REQUEST = new Uint8Array(0);
 
 /** After a graceful end, how long the other side may take to end too before we destroy. */
 const CLOSE_GRACE_MS = 2000;
@@ -123,6 +125,16 @@ export class Peer extends EventEmitter<PeerEvents> {
     return this;
   }
 
+
+  /**
+   * The methods the other peer serves on this connection, from its `$pipit`/`methods`
+   * (spec/PROTOCOL.md §8.11), sorted by service then method.
+   * @throws rejects with UNKNOWN_SERVICE when the peer has introspection off, PROTOCOL_ERROR
+   *   when its answer is malformed, or as any call fails.
+   */
+  async methods(options?: CallOptions): Promise<MethodInfo[]> {
+    return decodeMethodList(await this.call(INTROSPECTION_SERVICE, INTROSPECTION_METHOD, EMPTY_REQUEST, options));
+  }
 
   /** Round trip time in milliseconds (PING/PONG). */
   ping(): Promise<number> {

@@ -4,6 +4,9 @@
  */
 import { encodeRoute } from './frame-writer.js';
 import { InvalidArgumentError } from './errors.js';
+import {
+  INTROSPECTION_METHOD, INTROSPECTION_SERVICE, encodeMethodList, methodKind, type MethodInfo, type MethodKind,
+} from './introspection.js';
 
 /** What a handler receives besides the payload. */
 export interface HandlerContext {
@@ -30,34 +33,64 @@ export type Handler = (payload: Buffer, ctx: any) => unknown;
 export type Service = Record<string, Handler>;
 export type Services = Record<string, Service>;
 
+export interface RouteOptions {
+  /** Serve `$pipit`/`methods` (spec/PROTOCOL.md §8.11). Defaults to true. */
+  introspection?: boolean;
+}
+
 export class RouteTable {
   private readonly services = new Map<string, Map<string, Handler>>();
+  /** Kind of each method as introspection lists it, by service then method. */
+  private readonly kinds = new Map<string, Map<string, MethodKind>>();
   private readonly outgoing = new Map<string, Map<string, Uint8Array>>();
+  private readonly listMethods: Handler | null;
 
-  constructor(services?: Services) {
+  constructor(services?: Services, options: RouteOptions = {}) {
+    this.listMethods = options.introspection === false ? null : () => encodeMethodList(this.list());
     if (services) for (const [name, svc] of Object.entries(services)) this.add(name, svc);
   }
 
-  /** Add (or replace) a service. Methods are the object's own and inherited function properties. */
+  /**
+   * Add (or replace) a service. Methods are the object's own and inherited function properties.
+   * @throws InvalidArgumentError for a name over 255 bytes or the reserved name `$pipit`.
+   */
   add(name: string, service: Service): void {
     if (typeof name !== 'string' || Buffer.byteLength(name) > 255) throw new InvalidArgumentError('service name must be a string of at most 255 bytes');
+    if (name === INTROSPECTION_SERVICE) throw new InvalidArgumentError(`service name ${INTROSPECTION_SERVICE} is reserved for introspection`);
     if (typeof service !== 'object' || service === null) throw new InvalidArgumentError(`service ${name} must be an object of handler functions`);
     const methods = new Map<string, Handler>();
+    const kinds = new Map<string, MethodKind>();
     for (let o: object | null = service; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
       for (const key of Object.getOwnPropertyNames(o)) {
         if (key === 'constructor' || methods.has(key)) continue;
         const fn = (service as Record<string, unknown>)[key];
-        if (typeof fn === 'function') methods.set(key, (fn as Handler).bind(service));
+        if (typeof fn === 'function') {
+          methods.set(key, (fn as Handler).bind(service));
+          kinds.set(key, methodKind(fn));
+        }
       }
     }
     this.services.set(name, methods);
+    this.kinds.set(name, kinds);
   }
 
   /** The handler; null when the service exists but not the method; undefined when no such service. */
   find(service: string, method: string): Handler | null | undefined {
     const methods = this.services.get(service);
-    if (methods === undefined) return undefined;
+    if (methods === undefined) {
+      if (service !== INTROSPECTION_SERVICE || this.listMethods === null) return undefined;
+      return method === INTROSPECTION_METHOD ? this.listMethods : null;
+    }
     return methods.get(method) ?? null;
+  }
+
+  /** Every method served, the reserved service excluded, with its kind (unsorted). */
+  list(): MethodInfo[] {
+    const out: MethodInfo[] = [];
+    for (const [service, kinds] of this.kinds) {
+      for (const [method, kind] of kinds) out.push({ service, method, kind });
+    }
+    return out;
   }
 
   outgoingRoute(service: string, method: string): Uint8Array {

@@ -76,6 +76,11 @@ export interface SessionOptions {
   peer?: unknown;
   /** Send HELLO first. Defaults to true. */
   hello?: boolean;
+  /**
+   * Serve `$pipit`/`methods`, the list of methods served (spec/PROTOCOL.md §8.11); when false,
+   * calls to it get UNKNOWN_SERVICE. Defaults to true.
+   */
+  introspection?: boolean;
 }
 
 export interface CallOptions {
@@ -136,6 +141,8 @@ class OutCall {
   onAbort: (() => void) | null = null;
   /** Frames waiting to be sent (queued call, or remaining fragments). */
   pending: PendingSend | null = null;
+  /** In the local queue and not settled: counted in `queuedLive`. */
+  queued = false;
   constructor(
     readonly stream: MessageStream | null,
     readonly resolve: ((v: Buffer) => void) | null,
@@ -230,6 +237,8 @@ export class Session {
   private outActive = 0;
   private readonly queue: OutCall[] = [];
   private queueHead = 0;
+  /** Queued calls not yet settled (a cancelled one stays in `queue` until dequeued). */
+  private queuedLive = 0;
   private sentSeq = 0;
 
   // ---- their calls ----
@@ -266,14 +275,15 @@ export class Session {
 
   constructor(options: SessionOptions = {}) {
     this.maxFrameBytes = clamp(options.maxFrameBytes ?? 262144, DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES_LIMIT);
-    this.maxMessageBytes = positive(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, 'maxMessageBytes');
+    // 0 is allowed: only empty messages are accepted (spec §11.3).
+    this.maxMessageBytes = atLeast(options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, 0, 'maxMessageBytes');
     this.maxInflight = positive(options.maxInflight ?? DEFAULT_MAX_INFLIGHT, 'maxInflight');
     this.maxQueuedCalls = positive(options.maxQueuedCalls ?? 65536, 'maxQueuedCalls');
     this.maxReassemblyBytes = positive(options.maxReassemblyBytes ?? 64 * 1024 * 1024, 'maxReassemblyBytes');
     this.initialCredit = positive(options.initialCredit ?? 128, 'initialCredit');
     this.maxStreamWindowBytes = positive(options.maxStreamWindowBytes ?? 1024 * 1024, 'maxStreamWindowBytes');
     this.maxWriteBufferBytes = positive(options.maxWriteBufferBytes ?? 4 * 1024 * 1024, 'maxWriteBufferBytes');
-    this.routes = new RouteTable(options.services);
+    this.routes = new RouteTable(options.services, { introspection: options.introspection });
     this.peerRef = options.peer;
     if (options.hello !== false) {
       this.writer.hello(PROTOCOL_VERSION, [
@@ -297,7 +307,7 @@ export class Session {
   }
   /** Our calls in flight (sent, awaiting their terminal frame), and queued locally. */
   get outgoingCalls(): number {
-    return this.outActive + (this.queue.length - this.queueHead);
+    return this.outActive + this.queuedLive;
   }
   /** Peer calls being served. */
   get incomingCalls(): number {
@@ -446,11 +456,13 @@ export class Session {
     }
     call.pending = { route, ext, flags, payload, credit, metadata };
     if (this.outActive >= this.peerMaxInflight || this.congested || this.queueHead < this.queue.length) {
-      if (this.queue.length - this.queueHead >= this.maxQueuedCalls) {
+      if (this.queuedLive >= this.maxQueuedCalls) {
         this.settleOut(call, new PipitError('RESOURCE_EXHAUSTED', `${this.maxQueuedCalls} calls already queued`));
         return;
       }
       this.queue.push(call);
+      call.queued = true;
+      this.queuedLive++;
       return;
     }
     this.send(call);
@@ -538,6 +550,10 @@ export class Session {
   private settleOut(call: OutCall, result: Buffer | PipitError): void {
     if (call.settled) return;
     call.settled = true;
+    if (call.queued) {
+      call.queued = false;
+      this.queuedLive--;
+    }
     if (call.parts !== null) {
       // Keep `parts` as a marker that a fragmented message is still arriving; drop its bytes.
       this.reassemblyBytes -= call.partBytes;
@@ -584,6 +600,10 @@ export class Session {
       if (this.queueHead === this.queue.length) {
         this.queue.length = 0;
         this.queueHead = 0;
+      }
+      if (call.queued) {
+        call.queued = false;
+        this.queuedLive--;
       }
       if (!call.settled) this.send(call);
     }
@@ -1205,6 +1225,7 @@ export class Session {
     }
     this.queue.length = 0;
     this.queueHead = 0;
+    this.queuedLive = 0;
   }
 
   /** Close once GOAWAY went both ways and no call remains in either direction (spec/PROTOCOL.md §9.4). */
@@ -1264,9 +1285,10 @@ export class Session {
 
   /** The transport is gone (EOF, reset, peer killed). */
   transportClosed(cause?: unknown): void {
+    // A finished connection (GOAWAY both ways, no call left, spec §9.4) closed already; any
+    // other end of the byte stream is a lost connection, even with no call open.
     if (this.phase === Phase.CLOSED) return;
-    const graceful = this.goawaySent && this.outActive === 0 && this.inc.size === 0;
-    this.close(graceful ? null : new PipitError('CONNECTION_CLOSED', 'connection closed', { cause }));
+    this.close(new PipitError('CONNECTION_CLOSED', 'connection closed', { cause }));
   }
 
   private closedError(): PipitError {
@@ -1316,7 +1338,11 @@ function clamp(v: number, lo: number, hi: number): number {
 }
 
 function positive(v: number, name: string): number {
-  if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got ${v}`);
+  return atLeast(v, 1, name);
+}
+
+function atLeast(v: number, min: number, name: string): number {
+  if (!Number.isInteger(v) || v < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${v}`);
   return v;
 }
 

@@ -38,7 +38,7 @@ import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import {
-  ALLOWED_FLAGS, CODEC_ERROR_NAMES, F_END, F_FOLLOWS, F_STREAM, MAX_FRAME_BYTES_LIMIT, T_CREDIT, T_ERROR, T_GOAWAY,
+  ALLOWED_FLAGS, CODEC_ERROR_NAMES, DEFAULT_WIRE_CREDIT, F_END, F_FOLLOWS, F_STREAM, MAX_FRAME_BYTES_LIMIT, T_CREDIT, T_ERROR, T_GOAWAY,
   T_HELLO, T_REQUEST, T_RESPONSE, T_STATUS, TYPE_NAMES,
 } from '../bindings/constants.js';
 import type { Codec, FrameBatch } from '../bindings/codec.js';
@@ -645,7 +645,7 @@ class OutputModel {
         case T_REQUEST: {
           add(this.requests, id, 1);
           const stream = (batch.flags(i) & F_STREAM) !== 0;
-          add(this.allowed, id, stream ? (batch.hasExt(i) ? batch.ext(i).credit : undefined) ?? 16 : 1);
+          add(this.allowed, id, stream ? (batch.hasExt(i) ? batch.ext(i).credit : undefined) ?? DEFAULT_WIRE_CREDIT : 1);
           break;
         }
         case T_CREDIT:
