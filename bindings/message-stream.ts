@@ -3,14 +3,24 @@
  *
  * Items arrive only as far as credit was granted, so the queue never holds more than the
  * window. Consuming items returns credit in batches (half the window at a time, spec/PROTOCOL.md
- * credits): the session is told through `onConsumed`. Leaving a `for await` early calls
+ * §8.6): the session is told through `control.consumed`. Leaving a `for await` early calls
  * `return()`, which cancels the call.
+ *
+ * Iterated directly, a stream yields each message's bytes (a Buffer), the common case.
+ * `messages()` iterates the same queue as `Message`s, which also say whether the responder
+ * sent the message as text (the TEXT flag, §6).
  */
 import type { PipitError } from './errors.js';
 
+/** A message with its TEXT flag: `text` is true when the sender sent `payload` as UTF-8 text. */
+export interface Message {
+  payload: Buffer;
+  text: boolean;
+}
+
 /** What the session needs from a stream it feeds. */
 export interface StreamSink {
-  push(item: Buffer): void;
+  push(item: Buffer, text: boolean): void;
   finish(error: PipitError | null): void;
 }
 
@@ -28,11 +38,15 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value:
 
 export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink {
   private items: Buffer[] = [];
+  /** The TEXT flag of each item, at the same index. */
+  private texts: boolean[] = [];
   private head = 0;
   private ended = false;
   private error: PipitError | null = null;
-  private waiting: ((r: IteratorResult<Buffer>) => void) | null = null;
+  private waiting: ((r: IteratorResult<Buffer | Message>) => void) | null = null;
   private failWaiting: ((e: unknown) => void) | null = null;
+  /** The consumer waiting reads through `messages()`. */
+  private waitingForMessage = false;
   /** Set by the session once the call exists. */
   control: StreamControl | null = null;
 
@@ -46,15 +60,35 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
   }
 
   next(): Promise<IteratorResult<Buffer>> {
+    return this.take(false) as Promise<IteratorResult<Buffer>>;
+  }
+
+  /**
+   * The same stream, read as messages with their TEXT flag. It shares this stream's queue:
+   * an item read one way is not read again the other way. Leaving it early cancels the call.
+   */
+  messages(): AsyncIterableIterator<Message> {
+    const messages: AsyncIterableIterator<Message> = {
+      next: () => this.take(true) as Promise<IteratorResult<Message>>,
+      return: () => this.return(),
+      throw: (e?: unknown) => this.throw(e),
+      [Symbol.asyncIterator]: () => messages,
+    };
+    return messages;
+  }
+
+  private take(asMessage: boolean): Promise<IteratorResult<Buffer | Message>> {
     if (this.head < this.items.length) {
-      const value = this.items[this.head]!;
+      const payload = this.items[this.head]!;
+      const text = this.texts[this.head]!;
       this.items[this.head++] = undefined as unknown as Buffer;
       if (this.head === this.items.length) {
         this.items.length = 0;
+        this.texts.length = 0;
         this.head = 0;
       }
       this.control?.consumed(1);
-      return Promise.resolve({ done: false, value });
+      return Promise.resolve({ done: false, value: asMessage ? { payload, text } : payload });
     }
     if (this.error !== null) {
       const e = this.error;
@@ -65,20 +99,22 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
     return new Promise((resolve, reject) => {
       this.waiting = resolve;
       this.failWaiting = reject;
+      this.waitingForMessage = asMessage;
     });
   }
 
-  return(): Promise<IteratorResult<Buffer>> {
+  return(): Promise<IteratorReturnResult<undefined>> {
     if (!this.ended) {
       this.ended = true;
       this.items.length = 0;
+      this.texts.length = 0;
       this.head = 0;
       this.control?.abandon();
     }
     return Promise.resolve(DONE);
   }
 
-  throw(e?: unknown): Promise<IteratorResult<Buffer>> {
+  throw(e?: unknown): Promise<IteratorReturnResult<undefined>> {
     void this.return();
     return Promise.reject(e);
   }
@@ -92,17 +128,18 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
 
   // ---- StreamSink (session side) ----
 
-  push(item: Buffer): void {
+  push(item: Buffer, text: boolean): void {
     if (this.ended) return;
     const w = this.waiting;
     if (w !== null) {
       this.waiting = null;
       this.failWaiting = null;
       this.control?.consumed(1);
-      w({ done: false, value: item });
+      w({ done: false, value: this.waitingForMessage ? { payload: item, text } : item });
       return;
     }
     this.items.push(item);
+    this.texts.push(text);
   }
 
   finish(error: PipitError | null): void {

@@ -23,11 +23,12 @@ import { selectCodec, type CodecChoice } from './codec-select.js';
 import { PipitError } from './errors.js';
 import type { Payload } from './frame-writer.js';
 import { INTROSPECTION_METHOD, INTROSPECTION_SERVICE, decodeMethodList, type MethodInfo } from './introspection.js';
-import type { MessageStream } from './message-stream.js';
+import type { Message, MessageStream } from './message-stream.js';
 import type { Service } from './routes.js';
-import { Session, type CallOptions, type SessionOptions, type StreamOptions } from './session.js';
+import type { CallOptions, StreamOptions } from './caller.js';
+import { Session, type SessionOptions } from './session.js';
 
-export interface PeerOptions extends Omit<SessionOptions, 'peer'> {
+export interface PeerOptions extends Omit<SessionOptions<Peer>, 'peer'> {
   /** Frame codec. Defaults to 'auto' (PIPIT_CODEC overrides). */
   codec?: CodecChoice;
 }
@@ -51,7 +52,7 @@ const CLOSE_GRACE_MS = 2000;
 const MAX_TIMER_MS = 0x7fffffff;
 
 export class Peer extends EventEmitter<PeerEvents> {
-  readonly session: Session;
+  readonly session: Session<Peer>;
   private readonly decoder: Decoder;
   private flushScheduled = false;
   private timer: NodeJS.Timeout | null = null;
@@ -73,7 +74,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     options: PeerOptions & { inPlace?: boolean } = {},
   ) {
     super();
-    this.session = new Session({ ...options, peer: this });
+    this.session = new Session<Peer>({ ...options, peer: this });
     const codec = selectCodec(options.codec, { inPlace: options.inPlace === true });
     this.decoder = codec.createDecoder(this.session.maxFrameBytes);
     this.closedPromise = new Promise((resolve) => {
@@ -114,17 +115,27 @@ export class Peer extends EventEmitter<PeerEvents> {
     return this.session.call(service, method, payload, options, options?.timeout !== undefined ? now() : 0);
   }
 
-  /** Stream call: iterate the response messages with `for await`. Breaking out cancels it. */
+  /**
+   * Unary call, resolving with the response bytes and whether the responder sent them as
+   * text (the TEXT flag). Fails as `call` does.
+   */
+  callMessage(service: string, method: string, payload: Payload = '', options?: CallOptions): Promise<Message> {
+    return this.session.callMessage(service, method, payload, options, options?.timeout !== undefined ? now() : 0);
+  }
+
+  /**
+   * Stream call: iterate the response messages with `for await` (Buffers), or
+   * `stream.messages()` for each with its TEXT flag. Breaking out cancels it.
+   */
   stream(service: string, method: string, payload: Payload = '', options?: StreamOptions): MessageStream {
     return this.session.stream(service, method, payload, options, options?.timeout !== undefined ? now() : 0);
   }
 
   /** Serve (or replace) a service on this connection. */
-  handle(name: string, service: Service): this {
+  handle(name: string, service: Service<Peer>): this {
     this.session.handle(name, service);
     return this;
   }
-
 
   /**
    * The methods the other peer serves on this connection, from its `$pipit`/`methods`
