@@ -1,17 +1,19 @@
 /**
  * Peer: binds a Session to a byte stream (a net.Socket, or any Duplex such as a child
- * process's stdio joined with Duplex.from). This is the only layer that touches a stream or
- * a timer.
+ * process's stdio joined with Duplex.from). With transport.ts, which makes the sockets, this
+ * is the only layer that touches a stream or a timer.
  *
  * - Writes are coalesced: the session's output is flushed once per event-loop turn
  *   (setImmediate runs right after the I/O callbacks of the current turn, after their
  *   promise jobs), as one cork/uncork batch, so a burst of calls or responses costs one
  *   writev.
- * - Backpressure lives in the session (session.ts, Rule 4): the peer reports the stream's
+ * - Backpressure lives in the session (Rule 4, backpressure.ts): the peer reports the stream's
  *   write backlog after every write and on drain, and stops reading only when the session
  *   says the other side is `overloaded` (it keeps sending work while we are congested).
  *   Large-message fragments are written a budget at a time, after a drain when full.
- * - One timer per peer, armed for the session's earliest deadline, unref'd.
+ * - Timers, all unref'd: one deadline timer, re-armed for the session's earliest deadline
+ *   (in steps of at most 2^31-1 ms); and while closing, the `close({ timeout })` limit when
+ *   one is given and a grace period for the other side's end (CLOSE_GRACE_MS).
  * - No 'error' event is ever emitted: failures reach the calls they affect, and 'close'
  *   carries the connection's error (or null).
  */
@@ -66,7 +68,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   private resolveClosed!: (e: PipitError | null) => void;
 
   /**
-   * @param stream any Duplex carrying pipit frames both ways.
+   * @param transport any Duplex carrying pipit frames both ways.
    * @param options services, limits, codec. Options not set default as documented.
    */
   constructor(
