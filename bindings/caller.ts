@@ -428,21 +428,29 @@ export class Caller {
    * The peer's GOAWAY(lastSeq) (§9.3): the last `discarded` requests we sent were not
    * processed. Counting back from our own count needs no serial arithmetic and holds however
    * long a call has been open. They fail UNAVAILABLE (safe to retry) and free their ids; no
-   * call is sent any more.
+   * call is sent any more. A count that is impossible — more than were sent, or one that
+   * takes in a call already answered — is E_BAD_GOAWAY.
    */
   goawayReceived(lastSeq: number, message: string): void {
     const discarded = (this.sentSeq - lastSeq) >>> 0;
     if (discarded >= 0x80000000) {
       throw new ProtocolError('E_BAD_GOAWAY', `GOAWAY counts ${lastSeq} requests received, but ${this.sentSeq} were sent`);
     }
-    this.refusal = goingAway;
+    const gone: OutCall[] = [];
     if (discarded > 0) {
       for (let id = 0; id < this.out.length; id++) {
         const call = this.out[id];
-        if (call === undefined || ((this.sentSeq - call.seq) >>> 0) >= discarded) continue;
-        this.settle(call, new PipitError('UNAVAILABLE', `the peer is going away${message ? ': ' + message : ''}; the call was not processed`));
-        this.release(call);
+        if (call !== undefined && ((this.sentSeq - call.seq) >>> 0) < discarded) gone.push(call);
       }
+      // The peer sent nothing for a discarded request, so each must still be open here.
+      if (gone.length !== discarded) {
+        throw new ProtocolError('E_BAD_GOAWAY', `GOAWAY discards the last ${discarded} requests sent, but ${discarded - gone.length} of them were answered`);
+      }
+    }
+    this.refusal = goingAway;
+    for (const call of gone) {
+      this.settle(call, new PipitError('UNAVAILABLE', `the peer is going away${message ? ': ' + message : ''}; the call was not processed`));
+      this.release(call);
     }
     this.failQueued(new PipitError('UNAVAILABLE', 'the peer is going away; the call was not sent'));
   }

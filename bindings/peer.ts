@@ -330,15 +330,11 @@ export class Peer extends EventEmitter<PeerEvents> {
     }
     if (this.paused) stream.resume();
     stream.end();
-    if (this.closeError !== null) {
-      // Failed connection: nothing more is wanted from the other side.
-      stream.once('finish', () => setImmediate(() => stream.destroy()));
-      return;
-    }
-    // Graceful: wait for the other side's end too (a socket closes by itself then). Destroying
-    // as soon as our end is flushed would make a frame the other side is still writing (a
-    // CREDIT, say) fail with EPIPE, and that error can cut off answers it has not read yet.
-    // A Duplex whose other side never ends is destroyed after a grace period.
+    // Wait for the other side's end too (a socket closes by itself then), reading and dropping
+    // what still arrives (spec §9.4, §10.1). Destroying as soon as our end is flushed would
+    // reset a peer that is still writing (a CREDIT, or the rest of a bad frame), and on Linux
+    // the reset can cut off what it has not read yet: our last answers, or our ERROR. A Duplex
+    // whose other side never ends is destroyed after a grace period.
     const grace = setTimeout(() => stream.destroy(), CLOSE_GRACE_MS);
     grace.unref();
     stream.once('close', () => clearTimeout(grace));

@@ -16,6 +16,7 @@ import type { Decoder } from '../../bindings/codec.js';
 import { PipitError } from '../../bindings/errors.js';
 import { MessageStream } from '../../bindings/message-stream.js';
 import type { HandlerContext } from '../../bindings/routes.js';
+import { streaming, unary } from '../../bindings/introspection.js';
 import { Session, type SessionOptions } from '../../bindings/session.js';
 import { encodeFrames, type VFrame } from './frames.js';
 import { Tap, deferred, track, type Deferred, type Outcome } from './session-kit.js';
@@ -513,7 +514,8 @@ class Run {
       for (const [m, b] of Object.entries(methods)) {
         const rec: HandlerRecord = { calls: 0, waiting: [], early: [] };
         this.handlers.set(`${svc}/${m}`, rec);
-        services[svc][m] = b.kind === 'unary' ? this.unary(b, rec) : this.stream(b, rec);
+        // Declared, so introspection (§8.11) can tell the kind before running the handler.
+        services[svc][m] = b.kind === 'unary' ? unary(this.unary(b, rec)) : streaming(this.stream(b, rec));
       }
     }
     const options: SessionOptions & { introspection?: boolean } = {
