@@ -12,7 +12,7 @@ import { Pair } from './helpers/pair.js';
 import { Tap, inject, lone } from './helpers/session-kit.js';
 import { encodeExt, withDeadline } from '../bindings/frame-writer.js';
 import { ALLOWS, transition, type LifecycleEvent, type State } from '../bindings/lifecycle.js';
-import type { Message } from '../bindings/message-stream.js';
+import { MessageStream, type Message } from '../bindings/message-stream.js';
 import { Peer } from '../bindings/peer.js';
 
 describe('callMessage', () => {
@@ -152,6 +152,45 @@ describe('stream.messages()', () => {
     expect(tapA.ofType('CANCEL')).toHaveLength(1);
     expect(pair.a.session.outgoingCalls).toBe(0);
     expect(pair.b.session.incomingCalls).toBe(0);
+  });
+});
+
+describe('MessageStream TEXT flags', () => {
+  it('every item keeps its flag, however pushes, waiting reads and queued reads interleave', async () => {
+    type Read = { n: number; text: boolean | null } | null;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.oneof(fc.boolean().map((text) => ({ push: text })), fc.boolean().map((asMessage) => ({ read: asMessage }))), { maxLength: 60 }), async (steps) => {
+        const stream = new MessageStream();
+        const sent: boolean[] = [];
+        const got: Read[] = [];
+        // One consumer, as `for await` reads: a read that waits holds off the next one.
+        let waiting: Promise<Read> | null = null;
+        for (const step of steps) {
+          if ('push' in step) {
+            stream.push(Buffer.from([sent.length]), step.push);
+            sent.push(step.push);
+            if (waiting !== null) {
+              got.push(await waiting);
+              waiting = null;
+            }
+          } else if (waiting === null) {
+            const queued = stream.buffered > 0;
+            const read: Promise<Read> = step.read
+              ? stream.messages().next().then((r) => (r.done ? null : { n: r.value.payload[0]!, text: r.value.text }))
+              : stream.next().then((r) => (r.done ? null : { n: r.value[0]!, text: null }));
+            if (queued) got.push(await read);
+            else waiting = read;
+          }
+        }
+        stream.finish(null);
+        if (waiting !== null) expect(await waiting).toBeNull();
+        got.forEach((g, i) => {
+          expect(g!.n).toBe(i);
+          if (g!.text !== null) expect(g!.text).toBe(sent[i]);
+        });
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 
