@@ -4,7 +4,7 @@
  * into a buffer allocated for exactly that frame once its length has passed the limit check
  * (buffer 0, retainable because nothing reuses it).
  *
- * Validation order per frame (spec/PROTOCOL.md §validation): from the 4-byte word alone
+ * Validation order per frame (spec/PROTOCOL.md §14): from the 4-byte word alone
  * too-large, too-short, reserved type, reserved flags; then, with the whole frame present,
  * the id varint and the type's body.
  */

@@ -368,7 +368,8 @@ export class Session<P = unknown> implements Limits {
 
   /**
    * Measure a round trip (PING/PONG). Resolves with milliseconds (by the clock given to receive).
-   * @throws rejects as calls do once the connection is closed.
+   * @throws rejects, once the connection is closed or when it closes first, with its failure
+   *   (CONNECTION_CLOSED after a clean close).
    */
   ping(now = 0): Promise<number> {
     if (this.state === 'CLOSED') return Promise.reject(this.closedError());
