@@ -22,7 +22,7 @@
  * deadline, an abort, the connection) reports exactly one of them.
  */
 import { DEFAULT_WIRE_CREDIT, F_END, F_FOLLOWS, F_STREAM, F_TEXT, MAX_CREDIT, Status } from './constants.js';
-import type { FrameBatch } from './codec.js';
+import { EMPTY, type FrameBatch } from './codec.js';
 import { NO_DEADLINE, type Timed } from './deadline-heap.js';
 import { InvalidArgumentError, PipitError, ProtocolError } from './errors.js';
 import { requestRoom, sizeOver, wireForm } from './fragmenter.js';
@@ -49,8 +49,6 @@ export interface StreamOptions extends CallOptions {
    */
   credit?: number;
 }
-
-const EMPTY = Buffer.alloc(0);
 
 /** A REQUEST waiting in the local queue. */
 interface QueuedRequest {

@@ -18,7 +18,7 @@
  * fragmenter hands back to it) — and `end` the only place a call leaves `calls`.
  */
 import { DEFAULT_WIRE_CREDIT, F_END, F_FOLLOWS, F_STREAM, F_TEXT, MAX_CREDIT, Status } from './constants.js';
-import type { FrameBatch } from './codec.js';
+import { EMPTY, type FrameBatch } from './codec.js';
 import { NO_DEADLINE, type Timed } from './deadline-heap.js';
 import { PipitError, ProtocolError } from './errors.js';
 import { type Fragments, messageRoom, sizeOver, wireForm } from './fragmenter.js';
@@ -28,7 +28,6 @@ import type { Link } from './link.js';
 import { Partial } from './reassembler.js';
 import type { HandlerContext, RouteTable } from './routes.js';
 
-const EMPTY = Buffer.alloc(0);
 const EMPTY_METADATA: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /** One call we serve. */
