@@ -1,0 +1,623 @@
+/**
+ * End to end over a Unix socket: pipit (TS codec, Wasm codec) against a raw length-prefixed
+ * socket, server and client in separate processes, fresh processes for every cell, the raw
+ * baseline interleaved with pipit in every repetition so that ratios survive a noisy machine.
+ *
+ * This module is the bench itself; two entry points run it: `bench/socket.bench.ts` (for
+ * `npm run bench`, which writes bench/RESULTS.md) and `pipit bench` (cli/bench.ts, shipped in
+ * the package so the numbers can be taken on a machine without a checkout). The processes
+ * of each cell run `socket-worker.js`.
+ *   PIPIT_BENCH_PROF=dir writes a --cpu-prof profile of every process into dir.
+ *
+ * Workloads (spec/PROTOCOL.md §16 for the wire sizes):
+ *   W1 latency: sequential unary calls, 32-byte payload, 1 in flight: p50, p99 (µs)
+ *   W2 throughput: 64 unary calls in flight, 32-byte payload: calls/s
+ *   W3 bulk: 64 KiB echo, 8 in flight: MiB/s of request payload
+ *   W4 stream: one call answered by 100,000 items of 32 bytes: items/s
+ *   W5 CPU (user+sys) of both processes per call in W2: µs/call
+ *   W6 wire bytes per call + response in W2 (both directions)
+ *   W7 peak RSS of client and server in the W2 cell
+ * Every response is checked (length, and content for W3) so a broken path cannot look fast.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir, cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect, listen, type Peer } from '../bindings/index.js';
+
+export type Impl = 'raw' | 'ts' | 'wasm';
+export type Cell = 'W1' | 'W2' | 'W3' | 'W4';
+export const IMPLS: readonly Impl[] = ['raw', 'ts', 'wasm'];
+export const CELLS: readonly Cell[] = ['W1', 'W2', 'W3', 'W4'];
+
+export interface Params {
+  quick: boolean;
+  cell: Cell;
+  impl: Impl;
+  path: string;
+}
+
+const WORKER = fileURLToPath(new URL('./socket-worker.js', import.meta.url));
+/** W4's stream window: the default (adaptive) unless PIPIT_BENCH_CREDIT fixes one. */
+const STREAM_CREDIT = process.env.PIPIT_BENCH_CREDIT ? Number(process.env.PIPIT_BENCH_CREDIT) : undefined;
+const PAYLOAD32 = Buffer.alloc(32, 0x61);
+const BULK = Buffer.alloc(64 * 1024);
+for (let i = 0; i < BULK.length; i++) BULK[i] = (i * 31) & 0xff;
+
+// =====================================================================
+// Raw baseline: [u32le length of id+payload][u32le id][payload], pipelined, writes
+// coalesced per event-loop turn. Method byte: first payload byte is not inspected; the
+// request kind is encoded in the id's top bits (0 = echo32, 1 = echo bulk, 2 = stream).
+// =====================================================================
+
+class RawConn {
+  private carry: Buffer | null = null;
+  /** Output arena: frames are packed here; payloads of 2 KiB or more go out as their own segments. */
+  private arena = Buffer.allocUnsafe(64 * 1024);
+  private pos = 0;
+  private start = 0;
+  private segs: Buffer[] = [];
+  private scheduled = false;
+  constructor(
+    readonly socket: net.Socket,
+    private readonly onFrame: (id: number, payload: Buffer) => void,
+  ) {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+  }
+  /** A frame that straddles reads: allocated once its length is known, filled in place. */
+  private part: Buffer | null = null;
+  private partLen = 0;
+  private onData(chunk: Buffer): void {
+    let buf = chunk;
+    let pos = 0;
+    if (this.carry !== null) {
+      // Fewer than 8 bytes were left over: join them with this chunk (tiny copy).
+      buf = Buffer.concat([this.carry, chunk]);
+      this.carry = null;
+    } else if (this.part !== null) {
+      const part = this.part;
+      const n = Math.min(part.length - this.partLen, chunk.length);
+      chunk.copy(part, this.partLen, 0, n);
+      this.partLen += n;
+      if (this.partLen < part.length) return;
+      this.part = null;
+      this.onFrame(part.readUInt32LE(4), part.subarray(8));
+      pos = n;
+    }
+    while (buf.length - pos >= 8) {
+      const len = buf.readUInt32LE(pos);
+      if (buf.length - pos < 4 + len) {
+        this.part = Buffer.allocUnsafe(4 + len);
+        this.partLen = buf.copy(this.part, 0, pos);
+        return;
+      }
+      this.onFrame(buf.readUInt32LE(pos + 4), buf.subarray(pos + 8, pos + 4 + len));
+      pos += 4 + len;
+    }
+    if (pos < buf.length) this.carry = Buffer.from(buf.subarray(pos));
+  }
+  send(id: number, payload: Buffer): void {
+    const inline = payload.length < 2048;
+    const need = 8 + (inline ? payload.length : 0);
+    if (this.pos + need > this.arena.length) {
+      this.cut();
+      this.arena = Buffer.allocUnsafe(Math.max(64 * 1024, need));
+      this.pos = this.start = 0;
+    }
+    const a = this.arena;
+    a.writeUInt32LE(4 + payload.length, this.pos);
+    a.writeUInt32LE(id, this.pos + 4);
+    this.pos += 8;
+    if (inline) {
+      payload.copy(a, this.pos);
+      this.pos += payload.length;
+    } else {
+      this.cut();
+      this.segs.push(payload);
+    }
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+  private cut(): void {
+    if (this.pos > this.start) {
+      this.segs.push(this.arena.subarray(this.start, this.pos));
+      this.start = this.pos;
+    }
+  }
+  flush(): void {
+    this.scheduled = false;
+    this.cut();
+    const segs = this.segs;
+    this.segs = [];
+    if (segs.length === 1) this.socket.write(segs[0]!);
+    else if (segs.length > 1) {
+      this.socket.cork();
+      for (const b of segs) this.socket.write(b);
+      this.socket.uncork();
+    }
+  }
+}
+
+const KIND_SHIFT = 28;
+
+async function rawServer(path: string, onConn: (s: net.Socket) => void): Promise<net.Server> {
+  const srv = net.createServer((socket) => {
+    onConn(socket);
+    const conn = new RawConn(socket, (id, payload) => {
+      const kind = id >>> KIND_SHIFT;
+      if (kind === 2) {
+        void streamItems(conn, id, payload.readUInt32LE(0));
+      } else {
+        conn.send(id, kind === 1 ? payload : PAYLOAD32);
+      }
+    });
+  });
+  await new Promise<void>((r) => srv.listen(path, r));
+  return srv;
+}
+
+/** Raw stream: n items then an empty terminator, pausing on the socket's backpressure. */
+async function streamItems(conn: RawConn, id: number, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    conn.send(id, PAYLOAD32);
+    if ((i & 255) === 255) {
+      conn.flush();
+      if (conn.socket.writableNeedDrain) await new Promise((r) => conn.socket.once('drain', r));
+    }
+  }
+  conn.send(id, Buffer.alloc(0));
+}
+
+interface Client {
+  call(payload: Buffer): Promise<Buffer>;
+  bulk(payload: Buffer): Promise<Buffer>;
+  /** Read a stream of n items; resolves with the count received. */
+  stream(n: number): Promise<number>;
+  bytesWritten(): number;
+  codec: string;
+  close(): Promise<void>;
+}
+
+async function rawClient(path: string): Promise<Client> {
+  const socket = net.connect(path);
+  await new Promise((r) => socket.once('connect', r));
+  const pending = new Map<number, (b: Buffer) => void>();
+  let streamCount = 0;
+  let streamDone: ((n: number) => void) | null = null;
+  let next = 0;
+  const conn = new RawConn(socket, (id, payload) => {
+    if (id >>> KIND_SHIFT === 2) {
+      if (payload.length === 0) {
+        streamDone!(streamCount);
+      } else streamCount++;
+      return;
+    }
+    const r = pending.get(id)!;
+    pending.delete(id);
+    r(payload);
+  });
+  const send = (kind: number, payload: Buffer): Promise<Buffer> => {
+    const id = ((kind << KIND_SHIFT) | (next++ & 0xfffffff)) >>> 0;
+    return new Promise((resolve) => {
+      pending.set(id, resolve);
+      conn.send(id, payload);
+    });
+  };
+  return {
+    call: (p) => send(0, p),
+    bulk: (p) => send(1, p),
+    stream: (n) =>
+      new Promise((resolve) => {
+        streamCount = 0;
+        streamDone = resolve;
+        const b = Buffer.alloc(4);
+        b.writeUInt32LE(n);
+        conn.send((2 << KIND_SHIFT) >>> 0, b);
+      }),
+    bytesWritten: () => socket.bytesWritten,
+    codec: 'raw',
+    close: async () => {
+      socket.end();
+    },
+  };
+}
+
+// =====================================================================
+// pipit server and client
+// =====================================================================
+
+async function pipitServer(path: string, codec: 'ts' | 'wasm', sockets: Set<net.Socket>) {
+  const server = await listen(path, {
+    codec,
+    services: {
+      db: {
+        query: () => PAYLOAD32,
+        bulk: (p: Buffer) => p,
+        *rows(p: Buffer) {
+          const n = p.readUInt32LE(0);
+          for (let i = 0; i < n; i++) yield PAYLOAD32;
+        },
+      },
+    },
+  });
+  server.on('connection', (peer) => sockets.add(peer.transport as net.Socket));
+  return server;
+}
+
+async function pipitClient(path: string, codec: 'ts' | 'wasm'): Promise<Client> {
+  const peer: Peer = await connect(path, { codec });
+  return {
+    call: (p) => peer.call('db', 'query', p),
+    bulk: (p) => peer.call('db', 'bulk', p),
+    stream: async (n) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(n);
+      let count = 0;
+      for await (const item of peer.stream('db', 'rows', b, STREAM_CREDIT === undefined ? {} : { credit: STREAM_CREDIT })) {
+        if (item.length !== 32) throw new Error('wrong item');
+        count++;
+      }
+      return count;
+    },
+    bytesWritten: () => (peer.transport as net.Socket).bytesWritten,
+    codec: peer.codec,
+    close: () => peer.close(),
+  };
+}
+
+// =====================================================================
+// Workloads (client side)
+// =====================================================================
+
+export interface CellResult {
+  rep?: number;
+  impl: Impl;
+  cell: Cell;
+  codec: string;
+  p50?: number;
+  p99?: number;
+  callsPerSec?: number;
+  mibPerSec?: number;
+  itemsPerSec?: number;
+  clientCpuUs?: number;
+  serverCpuUs?: number;
+  calls?: number;
+  clientBytes?: number;
+  serverBytes?: number;
+  clientRssMiB?: number;
+  serverRssMiB?: number;
+  baselineRssMiB?: number;
+}
+
+const check = (b: Buffer, n: number): void => {
+  if (b.length !== n) throw new Error(`wrong response length ${b.length}, expected ${n}`);
+};
+
+async function runFor(ms: number, inflight: number, one: () => Promise<void>): Promise<number> {
+  let done = 0;
+  let stop = false;
+  const end = performance.now() + ms;
+  const worker = async (): Promise<void> => {
+    while (!stop) {
+      await one();
+      done++;
+      if ((done & 63) === 0 && performance.now() >= end) stop = true;
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, worker));
+  return done;
+}
+
+function ask(msg: string): Promise<Record<string, number>> {
+  return new Promise((resolve) => {
+    process.once('message', (m) => resolve(m as Record<string, number>));
+    process.send!({ ask: msg });
+  });
+}
+
+export async function clientMain(p: Params): Promise<CellResult> {
+  const baselineRss = process.memoryUsage().rss;
+  const c = p.impl === 'raw' ? await rawClient(p.path) : await pipitClient(p.path, p.impl);
+  const r: CellResult = { impl: p.impl, cell: p.cell, codec: c.codec };
+  const q = p.quick;
+  if (p.cell === 'W1') {
+    const warm = q ? 300 : 3000;
+    const n = q ? 500 : 10000;
+    for (let i = 0; i < warm; i++) check(await c.call(PAYLOAD32), 32);
+    const lat = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      check(await c.call(PAYLOAD32), 32);
+      lat[i] = performance.now() - t;
+    }
+    lat.sort();
+    r.p50 = lat[Math.floor(n * 0.5)]! * 1000;
+    r.p99 = lat[Math.floor(n * 0.99)]! * 1000;
+  } else if (p.cell === 'W2') {
+    await runFor(q ? 200 : 700, 64, async () => check(await c.call(PAYLOAD32), 32));
+    const ms = q ? 300 : 2000;
+    const s0 = await ask('start');
+    const b0 = c.bytesWritten();
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const calls = await runFor(ms, 64, async () => check(await c.call(PAYLOAD32), 32));
+    const elapsed = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const b1 = c.bytesWritten();
+    const s1 = await ask('stop');
+    r.calls = calls;
+    r.callsPerSec = calls / elapsed;
+    r.clientCpuUs = (cpu.user + cpu.system) / calls;
+    r.serverCpuUs = (s1.cpu! - s0.cpu!) / calls;
+    r.clientBytes = (b1 - b0) / calls;
+    r.serverBytes = (s1.bytes! - s0.bytes!) / calls;
+    r.clientRssMiB = process.resourceUsage().maxRSS / 1024;
+    r.serverRssMiB = s1.maxRss! / 1024;
+    r.baselineRssMiB = baselineRss / 1024 / 1024;
+  } else if (p.cell === 'W3') {
+    const one = async (): Promise<void> => {
+      const b = await c.bulk(BULK);
+      check(b, BULK.length);
+      if (b[12345] !== BULK[12345] || b[65535] !== BULK[65535]) throw new Error('bulk content differs');
+    };
+    await runFor(q ? 200 : 500, 8, one);
+    const t0 = performance.now();
+    const calls = await runFor(q ? 300 : 2000, 8, one);
+    r.mibPerSec = (calls * BULK.length) / 1024 / 1024 / ((performance.now() - t0) / 1000);
+  } else {
+    const n = q ? 20000 : 100000;
+    if ((await c.stream(n)) !== n) throw new Error('stream lost items');
+    const rates: number[] = [];
+    for (let k = 0; k < (q ? 1 : 3); k++) {
+      const t0 = performance.now();
+      const got = await c.stream(n);
+      if (got !== n) throw new Error(`stream returned ${got} of ${n} items`);
+      rates.push(n / ((performance.now() - t0) / 1000));
+    }
+    r.itemsPerSec = median(rates);
+  }
+  await c.close();
+  return r;
+}
+
+export async function serverMain(p: Params): Promise<void> {
+  const sockets = new Set<net.Socket>();
+  const close =
+    p.impl === 'raw'
+      ? await rawServer(p.path, (s) => sockets.add(s)).then((srv) => () => srv.close())
+      : await pipitServer(p.path, p.impl, sockets).then((srv) => () => void srv.close({ timeout: 100 }));
+  const stats = (): Record<string, number> => {
+    const cpu = process.cpuUsage();
+    let bytes = 0;
+    for (const s of sockets) bytes += s.bytesWritten;
+    return { cpu: cpu.user + cpu.system, bytes, maxRss: process.resourceUsage().maxRSS };
+  };
+  process.on('message', (m: { ask?: string }) => {
+    if (m.ask === 'exit') {
+      close();
+      process.exit(0);
+    }
+    process.send!(stats());
+  });
+  process.send!({ ready: 1 });
+}
+
+// =====================================================================
+// Orchestrator
+// =====================================================================
+
+function spawnRole(role: string, p: Params): ChildProcess {
+  const prof = process.env.PIPIT_BENCH_PROF;
+  const execArgv = prof ? [`--cpu-prof`, `--cpu-prof-dir=${prof}`] : [];
+  return fork(WORKER, [role, JSON.stringify(p)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+}
+
+async function runCell(p: Params): Promise<CellResult> {
+  const server = spawnRole('server', p);
+  await new Promise<void>((resolve, reject) => {
+    server.once('message', () => resolve());
+    server.once('exit', (code) => reject(new Error(`server exited ${code}`)));
+  });
+  const client = spawnRole('client', p);
+  const result = await new Promise<CellResult>((resolve, reject) => {
+    client.on('message', (m: { ask?: string; result?: CellResult }) => {
+      if (m.ask) {
+        server.once('message', (s) => client.send(s as object));
+        server.send({ ask: m.ask });
+      } else if (m.result) resolve(m.result);
+    });
+    client.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`client exited ${code} in ${p.cell}/${p.impl}`));
+    });
+  });
+  server.send({ ask: 'exit' });
+  await Promise.all([once(server), once(client)]);
+  return result;
+}
+
+const once = (c: ChildProcess): Promise<void> =>
+  c.exitCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', () => r()));
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export interface SocketBenchOptions {
+  /** Every workload briefly: proves the bench runs, too short to quote. Defaults to false. */
+  quick?: boolean;
+  /** Repetitions of every cell. Defaults to 1 with `quick`, else 5. */
+  reps?: number;
+  /** Implementations to run. Defaults to raw, ts, wasm. */
+  impls?: readonly Impl[];
+  /** Workload cells to run (W5 to W7 come from W2). Defaults to W1 to W4. */
+  cells?: readonly Cell[];
+  /** How the report names the command that produced it. Defaults to `npm run bench`. */
+  command?: string;
+  /** Called after every cell, with its result and the position in the run. */
+  onCell?: (result: CellResult, done: number, total: number) => void;
+  /** Called before every cell starts. */
+  onStart?: (cell: Cell, impl: Impl, rep: number, done: number, total: number) => void;
+}
+
+/** One row of the summary table: the median per implementation and the comparison with raw. */
+export interface ReportRow {
+  workload: string;
+  goal: string;
+  better: 'lower' | 'higher';
+  /** Median over repetitions, per implementation that ran. */
+  values: Partial<Record<Impl, number>>;
+  /** Per pipit implementation: `ratio` to raw (paired per repetition), `difference` (W7, MiB) or the `value` itself (W6). */
+  vsRaw: Partial<Record<Impl, number>>;
+  compare: 'ratio' | 'difference' | 'value';
+}
+
+export interface SocketBenchReport {
+  results: CellResult[];
+  rows: ReportRow[];
+  /** Which codec each implementation's client decoded with. */
+  codecs: Partial<Record<Impl, string>>;
+  machine: { date: string; node: string; platform: string; cpus: number; cpu: string; memGiB: number };
+  reps: number;
+  quick: boolean;
+  seconds: number;
+  /** The report as a Markdown table with its heading and notes (what `npm run bench` prints). */
+  markdown: string;
+}
+
+/** Parse the bench's own arguments: --quick, --reps N, --only raw,ts,wasm, --cells W1,W4. */
+export function parseBenchArgs(argv: readonly string[]): SocketBenchOptions {
+  const value = (flag: string): string | undefined => {
+    const k = argv.indexOf(flag);
+    return k >= 0 ? argv[k + 1] : undefined;
+  };
+  const opts: SocketBenchOptions = { quick: argv.includes('--quick') };
+  const reps = value('--reps');
+  if (reps !== undefined) opts.reps = Number(reps);
+  const only = value('--only');
+  if (only !== undefined) opts.impls = only.split(',') as Impl[];
+  const cells = value('--cells');
+  if (cells !== undefined) opts.cells = cells.split(',') as Cell[];
+  return opts;
+}
+
+/** Run every cell of the bench in fresh processes and summarize. */
+export async function runSocketBench(options: SocketBenchOptions = {}): Promise<SocketBenchReport> {
+  const quick = options.quick === true;
+  const reps = options.reps ?? (quick ? 1 : 5);
+  const impls = [...(options.impls ?? IMPLS)];
+  const cells = [...(options.cells ?? CELLS)];
+  for (const i of impls) if (!IMPLS.includes(i)) throw new Error(`unknown implementation ${JSON.stringify(i)}: expected some of ${IMPLS.join(',')}`);
+  for (const c of cells) if (!CELLS.includes(c)) throw new Error(`unknown cell ${JSON.stringify(c)}: expected some of ${CELLS.join(',')}`);
+  if (!Number.isInteger(reps) || reps < 1) throw new Error(`reps must be a positive integer, got ${reps}`);
+  const dir = mkdtempSync(join(tmpdir(), 'pipit-bench-'));
+  const results: CellResult[] = [];
+  const total = reps * cells.length * impls.length;
+  const t0 = Date.now();
+  try {
+    for (let rep = 0; rep < reps; rep++) {
+      for (const cell of cells) {
+        // Rotate the order each repetition so no implementation always runs first.
+        const order = impls.map((_, i) => impls[(i + rep) % impls.length]!);
+        for (const impl of order) {
+          options.onStart?.(cell, impl, rep, results.length, total);
+          const path = join(dir, `${cell}-${impl}-${rep}.sock`);
+          const r = await runCell({ quick, cell, impl, path });
+          r.rep = rep;
+          results.push(r);
+          options.onCell?.(r, results.length, total);
+        }
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return report(results, impls, reps, quick, (Date.now() - t0) / 1000, options.command ?? 'npm run bench');
+}
+
+/** One line per cell, as the progress output of a run shows it. */
+export function describeCell(r: CellResult, reps: number): string {
+  return `rep ${(r.rep ?? 0) + 1}/${reps} ${r.cell} ${r.impl.padEnd(4)} ${summary(r)}`;
+}
+
+export function summary(r: CellResult): string {
+  if (r.cell === 'W1') return `p50 ${r.p50!.toFixed(1)}µs p99 ${r.p99!.toFixed(1)}µs`;
+  if (r.cell === 'W2') return `${Math.round(r.callsPerSec!)} calls/s cpu ${(r.clientCpuUs! + r.serverCpuUs!).toFixed(2)}µs/call ${(r.clientBytes! + r.serverBytes!).toFixed(1)} B/call`;
+  if (r.cell === 'W3') return `${r.mibPerSec!.toFixed(0)} MiB/s`;
+  return `${Math.round(r.itemsPerSec!)} items/s`;
+}
+
+function report(results: CellResult[], impls: Impl[], reps: number, quick: boolean, secs: number, command: string): SocketBenchReport {
+  const pick = (impl: Impl, cell: Cell, f: (r: CellResult) => number): number =>
+    median(results.filter((r) => r.impl === impl && r.cell === cell).map(f));
+  const specs: Array<[string, (r: CellResult) => number, Cell, 'lower' | 'higher', string, (v: number) => string]> = [
+    ['W1 latency p50 (µs)', (r) => r.p50!, 'W1', 'lower', '<= 1.1x', (v) => v.toFixed(1)],
+    ['W1 latency p99 (µs)', (r) => r.p99!, 'W1', 'lower', '<= 1.3x', (v) => v.toFixed(1)],
+    ['W2 throughput (calls/s)', (r) => r.callsPerSec!, 'W2', 'higher', '>= 0.5x', (v) => Math.round(v).toLocaleString('en-US')],
+    ['W3 bulk 64 KiB (MiB/s)', (r) => r.mibPerSec!, 'W3', 'higher', '>= 0.8x', (v) => v.toFixed(0)],
+    ['W4 stream (items/s)', (r) => r.itemsPerSec!, 'W4', 'higher', '>= 0.6x', (v) => Math.round(v).toLocaleString('en-US')],
+    ['W5 CPU both processes (µs/call)', (r) => r.clientCpuUs! + r.serverCpuUs!, 'W2', 'lower', '<= 2x', (v) => v.toFixed(2)],
+    ['W6 wire bytes per call+response', (r) => r.clientBytes! + r.serverBytes!, 'W2', 'lower', '<= 84 B', (v) => v.toFixed(1)],
+    ['W7 peak RSS client (MiB)', (r) => r.clientRssMiB!, 'W2', 'lower', '<= raw + 8', (v) => v.toFixed(1)],
+    ['W7 peak RSS server (MiB)', (r) => r.serverRssMiB!, 'W2', 'lower', '<= raw + 8', (v) => v.toFixed(1)],
+  ];
+  const codecs: Partial<Record<Impl, string>> = {};
+  for (const i of impls) codecs[i] = results.find((r) => r.impl === i)?.codec ?? i;
+  const pipits = impls.filter((i) => i !== 'raw');
+  const head = ['workload', 'goal', ...impls.map((i) => (i === 'raw' ? 'raw' : `pipit ${i} (${codecs[i]})`)), ...pipits.map((i) => `${i}/raw`)];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  const rows: ReportRow[] = [];
+  for (const [name, f, cell, better, goal, fmt] of specs) {
+    if (!results.some((r) => r.cell === cell)) continue;
+    const compare: ReportRow['compare'] = name.startsWith('W7') ? 'difference' : name.startsWith('W6') ? 'value' : 'ratio';
+    // Ratios pair each pipit cell with the raw cell of the same repetition (they ran back to
+    // back), then take the median over repetitions: load that comes and goes hits both sides.
+    const paired = (impl: Impl, g: (v: number, base: number) => number): number =>
+      median(
+        results
+          .filter((r) => r.impl === impl && r.cell === cell)
+          .map((r) => {
+            const base = results.find((b) => b.impl === 'raw' && b.cell === cell && b.rep === r.rep);
+            return base === undefined ? NaN : g(f(r), f(base));
+          }),
+      );
+    const row: ReportRow = { workload: name, goal, better, values: {}, vsRaw: {}, compare };
+    for (const i of impls) row.values[i] = pick(i, cell, f);
+    for (const i of pipits) {
+      row.vsRaw[i] = compare === 'difference' ? paired(i, (v, b) => v - b) : compare === 'value' ? pick(i, cell, f) : paired(i, (v, b) => v / b);
+    }
+    rows.push(row);
+    const shown = pipits.map((i) => {
+      const v = row.vsRaw[i]!;
+      if (compare === 'difference') return `${v >= 0 ? '+' : ''}${v.toFixed(1)} MiB`;
+      if (compare === 'value') return `${v.toFixed(1)} B`;
+      return `${v.toFixed(2)}x`;
+    });
+    lines.push(`| ${name} | ${goal} | ${impls.map((i) => fmt(row.values[i]!)).join(' | ')} | ${shown.join(' | ')} |`);
+  }
+  const cpu = cpus()[0]?.model ?? 'unknown cpu';
+  const machine = {
+    date: new Date().toISOString().slice(0, 10),
+    node: process.version,
+    platform: `${process.platform}/${process.arch}`,
+    cpus: cpus().length,
+    cpu,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+  };
+  const markdown = [
+    `## pipit end-to-end over a Unix socket${quick ? ' (--quick: too short to quote)' : ''}`,
+    '',
+    `Command: \`${command}\`${quick && !command.includes('--quick') ? ' -- --quick' : ''} · ${machine.date} · Node ${machine.node} · ${machine.platform} · ${machine.cpus} × ${cpu} · ${machine.memGiB} GiB · ${reps} repetition(s), fresh processes per cell, medians · ${secs.toFixed(0)} s`,
+    '',
+    ...lines,
+    '',
+    'Values are medians over repetitions. Ratios (and W7 differences) are taken per repetition between cells that ran back to back, then the median of those is shown; for W1 and W5 lower is better. W6 counts both directions; raw is 4-byte length + 4-byte id + 32-byte payload each way. The raw baseline reads with \'data\' events and coalesces writes per event-loop turn into one buffer; pipit clients read in place (net.Socket onread), pipit servers use \'data\' events.',
+    '',
+  ].join('\n');
+  return { results, rows, codecs, machine, reps, quick, seconds: secs, markdown };
+}
