@@ -1,5 +1,6 @@
-// Wire layout and frame-table layout. Mirrors bindings/constants.ts (which is normative,
-// see spec/PROTOCOL.md); test/wasm.test.ts checks that the two agree through the decoded frames.
+// Wire layout and frame-table layout. Mirrors bindings/constants.ts (the wire values, which
+// are normative, see spec/PROTOCOL.md) and bindings/frame-table.ts (the frame table, which is
+// this implementation's own); test/wasm.test.ts checks that they agree.
 
 // ---- Frame word --------------------------------------------------------------
 /** Bytes of the leading little-endian word: u24 length + type nibble + flags nibble. */
@@ -48,7 +49,7 @@ export const EXT_DEADLINE: u32 = 0x01;
 export const EXT_CREDIT: u32 = 0x02;
 export const EXT_METADATA: u32 = 0x03;
 
-// ---- Frame table: one row of STRIDE i32 per frame (see constants.ts COL_*) ---------------
+// ---- Frame table: one row of STRIDE i32 per frame (see bindings/frame-table.ts) ----------
 /** type | flags << 4 | buffer index << 8. */
 export const COL_HEAD: u32 = 0;
 export const COL_ID: u32 = 1;

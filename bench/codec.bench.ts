@@ -13,10 +13,12 @@
 import { Bench } from 'tinybench';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { COL_BODY_LEN, COL_HEAD, COL_ID, STRIDE, T_CANCEL, T_CREDIT, T_REQUEST, T_RESPONSE, T_STATUS } from '../bindings/constants.js';
+import { COL_BODY_LEN, COL_HEAD, COL_ID, STRIDE } from '../bindings/frame-table.js';
 import type { Decoder, FrameBatch } from '../bindings/codec.js';
 import { tsCodec } from '../bindings/codec-ts.js';
-import { type InPlaceDecoder, TsInPlaceDecoder, WasmHeaderEncoder, wasmCodec } from '../bindings/codec-wasm.js';
+import { wasmCodec } from '../bindings/codec-wasm.js';
+import { type InPlaceDecoder, TsInPlaceDecoder } from '../bindings/in-place-decoder.js';
+import { instantiate, releaseModule } from '../bindings/wasm-module.js';
 import { explainCodecChoice } from '../bindings/codec-select.js';
 import { FrameWriter, encodeExt, encodeRoute } from '../bindings/frame-writer.js';
 import { WASM_BYTE_LENGTH } from '../bindings/wasm-bytes.js';
@@ -178,63 +180,6 @@ function inPlaceCase(name: string, list: Uint8Array[], frames: number, bodies = 
   };
 }
 
-function encodeCase(): Case {
-  const N = 1000;
-  const route = encodeRoute('pipit.Echo', 'Say');
-  const kinds = [T_REQUEST, T_RESPONSE, T_STATUS, T_CREDIT, T_CANCEL];
-  let expectBytes = -1;
-  const ts = (): void => {
-    const w = new FrameWriter();
-    for (let i = 0; i < N; i++) {
-      const id = i & 0x3ff;
-      switch (kinds[i % 5]) {
-        case T_REQUEST: w.request(id, 0, route, null, EMPTY_PAYLOAD); break;
-        case T_RESPONSE: w.response(id, 1, EMPTY_PAYLOAD); break;
-        case T_STATUS: w.status(id, 0); break;
-        case T_CREDIT: w.credit(id, 16); break;
-        default: w.cancel(id);
-      }
-    }
-    let total = 0;
-    for (const seg of w.take()) total += seg.length;
-    if (expectBytes === -1) expectBytes = total;
-    else if (total !== expectBytes) throw new Error('encode: byte count changed');
-    sink += total;
-  };
-  const enc = new WasmHeaderEncoder();
-  enc.setRequestPrefix(route, null);
-  const arena = Buffer.allocUnsafe(64 * 1024);
-  const out = enc.bytes;
-  const wasm = (): void => {
-    let pos = 0;
-    for (let i = 0; i < N; i++) {
-      const id = i & 0x3ff;
-      const type = kinds[i % 5]!;
-      const n = enc.encode(type, type === T_RESPONSE ? 1 : 0, id, type === T_CREDIT ? 16 : 0, 0);
-      for (let k = 0; k < n; k++) arena[pos + k] = out[k]!;
-      pos += n;
-    }
-    if (pos !== expectBytes && expectBytes !== -1) throw new Error(`encode: ${pos} bytes, expected ${expectBytes}`);
-    sink += pos;
-  };
-  // Same bytes from both before timing anything.
-  ts();
-  const w = new FrameWriter();
-  for (let i = 0; i < 5; i++) {
-    const type = kinds[i]!;
-    if (type === T_REQUEST) w.request(7, 0, route, null, EMPTY_PAYLOAD);
-    else if (type === T_RESPONSE) w.response(7, 1, EMPTY_PAYLOAD);
-    else if (type === T_STATUS) w.status(7, 0);
-    else if (type === T_CREDIT) w.credit(7, 16);
-    else w.cancel(7);
-    const want = Buffer.concat(w.take());
-    const n = enc.encode(type, type === T_RESPONSE ? 1 : 0, 7, type === T_CREDIT ? 16 : 0, 0);
-    if (!Buffer.from(out.subarray(0, n)).equals(want)) throw new Error(`encode: type ${type} differs`);
-  }
-  return { name: 'header encode (+ copy-out), 5 types', frames: N, ts, wasm };
-}
-const EMPTY_PAYLOAD = Buffer.alloc(0);
-
 /** Per-connection cost: a new decoder and its first (one-frame) push. */
 function newDecoderCase(): Case {
   const ping = Buffer.from([1, 0, 0, 7, 1]);
@@ -251,7 +196,7 @@ function newDecoderCase(): Case {
 
 function baselineCase(): Case {
   const N = 1000;
-  const enc = new WasmHeaderEncoder();
+  const ex = instantiate(releaseModule());
   let x = 0;
   const jsNop = (): void => {
     x++;
@@ -263,7 +208,7 @@ function baselineCase(): Case {
       for (let i = 0; i < N; i++) jsNop();
     },
     wasm: () => {
-      for (let i = 0; i < N; i++) enc.nop();
+      for (let i = 0; i < N; i++) ex.nop();
     },
   };
 }
@@ -320,7 +265,6 @@ async function main(): Promise<void> {
     inPlaceCase('in place: 64 KiB reads, mixed frames', chunks(mix.bytes, CHUNK), mix.frames),
     inPlaceCase('in place: one 46 B frame per read', one.list, one.frames),
     inPlaceCase('in place: 64 KiB reads of 64 KiB frames, body() kept', chunks(large.bytes, CHUNK), large.frames, true),
-    encodeCase(),
     newDecoderCase(),
     baselineCase(),
   ];
@@ -350,7 +294,7 @@ async function main(): Promise<void> {
     return `| ${c.name} | ${c.frames} | ${ts.toFixed(2)} | ${wasm.toFixed(2)} | ${(ts / wasm).toFixed(2)}x |`;
   });
   const cold = only === undefined ? coldStart(9) : { compile: NaN, firstDecoder: NaN };
-  console.log(`\nNode ${process.version}, ${ROUNDS} rounds x ${TIME_MS} ms per task; ns per frame (per header / per call), medians.\n`);
+  console.log(`\nNode ${process.version}, ${ROUNDS} rounds x ${TIME_MS} ms per task; ns per frame (per call), medians.\n`);
   console.log('| case | frames/iter | TS ns | Wasm ns | speedup TS/Wasm |');
   console.log('|---|---|---|---|---|');
   for (const r of rows) console.log(r);

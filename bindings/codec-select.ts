@@ -7,23 +7,26 @@
  * includes the copy into linear memory and reading the frame table back):
  *
  *   in-place reads (net.Socket `onread` writes into the decoder's buffer)  -> Wasm
- *     64 KiB reads of 32 B frames 2.6-2.8x, of 1 KiB frames 1.8-2.2x, mixed 0-4 KiB 3.0-3.3x,
- *     one 46 B frame per read 1.55-1.8x, 64 KiB frames (body kept) 1.1-1.2x.
- *     Faster in every row: no copy in, and the TS side pays a view per read.
+ *     64 KiB reads of 32 B frames 2.4-2.5x, of 1 KiB frames 1.9x, mixed 0-4 KiB 2.1x,
+ *     one 46 B frame per read 1.4-1.5x, 64 KiB frames (body kept) 1.0-1.05x.
+ *     Faster or even in every row: no copy in, and the TS side pays a view per read.
  *   chunks from 'data' events (push)                                       -> TS
- *     64 KiB chunks of small frames are 2.6-3.2x faster in Wasm, but one 46 B frame per
- *     chunk (request/response ping-pong, the common RPC shape) is 0.75-0.94x: the copy in
- *     and the call cost more than the TS scan of one frame. A decoder is chosen before its
- *     traffic is known, and a Wasm decoder costs ~20-25 µs to create (an instance) against
- *     ~1 µs, plus one Wasm memory reservation per connection; so servers, whose accepted
+ *     64 KiB chunks of small frames are 1.9-2.5x faster in Wasm, but one 46 B frame per
+ *     chunk (request/response ping-pong, the common RPC shape) is 0.75x: the copy in and
+ *     the call cost more than the TS scan of one frame. A decoder is chosen before its
+ *     traffic is known, and a Wasm decoder costs ~15 µs to create (an instance) against
+ *     ~0.5 µs, plus one Wasm memory reservation per connection; so servers, whose accepted
  *     sockets cannot use `onread` in Node 20, stay on TS.
+ * (Figures of two full runs, after readVarint stopped using `2 ** shift`, which had made the
+ * TS scanner ~40% slower on mixed frames.)
  *
  * Whatever was asked for, the result is TS when WebAssembly is missing (`node --jitless`)
  * or the module does not compile.
  */
 import type { Codec } from './codec.js';
 import { tsCodec } from './codec-ts.js';
-import { type InPlaceCodec, inPlaceCodec, wasmCodec } from './codec-wasm.js';
+import { wasmCodec } from './codec-wasm.js';
+import { type InPlaceCodec, inPlaceCodec } from './in-place-decoder.js';
 
 export type CodecChoice = 'auto' | 'wasm' | 'ts';
 
@@ -70,8 +73,8 @@ export function decideCodec(choice: CodecChoice = 'auto', opts: SelectOptions = 
   if (why !== null) return { codec: ts, reason: `ts: wasm unavailable (${why})` };
   if (asked === 'wasm') return { codec: wasmCodec, reason: `wasm: asked for${via}` };
   return inPlace
-    ? { codec: wasmCodec, reason: `wasm: auto${via}, in-place reads (measured 1.5-3.3x faster than TS)` }
-    : { codec: ts, reason: `ts: auto${via}, 'data' chunks (Wasm measured 0.75-0.94x on one frame per chunk)` };
+    ? { codec: wasmCodec, reason: `wasm: auto${via}, in-place reads (measured 1.0-2.5x faster than TS)` }
+    : { codec: ts, reason: `ts: auto${via}, 'data' chunks (Wasm measured 0.75x on one frame per chunk)` };
 }
 
 /**

@@ -4,17 +4,19 @@
  * into a buffer allocated for exactly that frame once its length has passed the limit check
  * (buffer 0, retainable because nothing reuses it).
  *
- * Validation order per frame (spec/PROTOCOL.md §validation): from the 4-byte word alone
+ * Validation order per frame (spec/PROTOCOL.md §14): from the 4-byte word alone
  * too-large, too-short, reserved type, reserved flags; then, with the whole frame present,
  * the id varint and the type's body.
  */
 import {
-  ALLOWED_FLAGS, COL_AUX, COL_BODY_LEN, COL_BODY_OFF, COL_EXT_LEN, COL_EXT_OFF, COL_HEAD, COL_ID,
-  COL_NAMES, E_BAD_BODY, E_BAD_EXT, E_BAD_FLAGS, E_EXT_OVERRUN, E_FRAME_TOO_LARGE, E_FRAME_TOO_SHORT,
-  E_INCOMPLETE, E_NAME_OVERRUN, EXT_CREDIT, EXT_DEADLINE, EXT_METADATA, E_UNKNOWN_TYPE, F_END, F_EXT, F_FOLLOWS, STRIDE, T_CANCEL, T_CREDIT,
-  T_DATA, T_ERROR, T_EXTENSION, T_GOAWAY, T_HELLO, T_PING, T_PONG, T_REQUEST, T_RESPONSE, T_STATUS,
-  WORD_BYTES,
+  ALLOWED_FLAGS, E_BAD_BODY, E_BAD_EXT, E_BAD_FLAGS, E_EXT_OVERRUN, E_FRAME_TOO_LARGE, E_FRAME_TOO_SHORT,
+  E_INCOMPLETE, E_NAME_OVERRUN, EXT_CREDIT, EXT_DEADLINE, EXT_METADATA, E_UNKNOWN_TYPE, F_END, F_EXT,
+  F_FOLLOWS, T_CANCEL, T_CREDIT, T_DATA, T_ERROR, T_EXTENSION, T_GOAWAY, T_HELLO, T_PING, T_PONG,
+  T_REQUEST, T_RESPONSE, T_STATUS, WORD_BYTES,
 } from './constants.js';
+import {
+  COL_AUX, COL_BODY_LEN, COL_BODY_OFF, COL_EXT_LEN, COL_EXT_OFF, COL_HEAD, COL_ID, COL_NAMES, STRIDE,
+} from './frame-table.js';
 import { type Codec, type Decoder, EMPTY, FrameBatch, readVarint, type VarintResult } from './codec.js';
 import { codecError, type ProtocolError } from './errors.js';
 

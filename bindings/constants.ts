@@ -1,6 +1,8 @@
 /**
- * Wire constants of pipit v1. Every value here is normative: see spec/PROTOCOL.md.
- * A change to any of them changes the wire format and the shared test vectors.
+ * Wire constants of pipit v1. Every value here is normative: see spec/PROTOCOL.md (and
+ * spec/constants.json, which test/constants.test.ts checks them against). A change to any of
+ * them changes the wire format and the shared test vectors. The layout of the decoded frame
+ * table is this implementation's own, not the wire's: frame-table.ts.
  */
 
 /** Protocol version this implementation speaks (HELLO id). */
@@ -157,20 +159,3 @@ export const CODEC_ERROR_NAMES: readonly string[] = [
   'E_BAD_VARINT', 'E_TRUNCATED', 'E_NAME_OVERRUN', 'E_EXT_OVERRUN', 'E_BAD_EXT', 'E_BAD_BODY',
   'E_INCOMPLETE',
 ];
-
-// ---- Frame table (one row of STRIDE int32 per decoded frame) --------------------
-/** type | flags << 4 | buffer index << 8 (0: codec-owned bytes, 1: the chunk given to push). */
-export const COL_HEAD = 0;
-/** id (u32, read with >>> 0). */
-export const COL_ID = 1;
-/** REQUEST: svcLen | methLen << 8. STATUS/GOAWAY/ERROR: code. CREDIT: n. Others: 0. */
-export const COL_AUX = 2;
-/** REQUEST: offset of the service name bytes (method bytes start at +svcLen+1). */
-export const COL_NAMES = 3;
-/** REQUEST with F_EXT: offset and length of the ext entries. */
-export const COL_EXT_OFF = 4;
-export const COL_EXT_LEN = 5;
-/** Payload (REQUEST/RESPONSE/DATA), message (STATUS/GOAWAY/ERROR) or settings (HELLO). */
-export const COL_BODY_OFF = 6;
-export const COL_BODY_LEN = 7;
-export const STRIDE = 8;

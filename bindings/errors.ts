@@ -62,7 +62,13 @@ export class ProtocolError extends PipitError {
   }
 }
 
-/** The caller misused the API (bad argument, oversize name...). Thrown synchronously. */
+/**
+ * The caller misused the API (bad argument, oversize name...). Reported where the misuse is
+ * found, the way the method reports any failure: thrown by synchronous ones (constructors,
+ * `handle`, `stream` for its `credit`), the rejection of the promise of `call`,
+ * `callMessage`, `listen` and `connect`, and the end of a stream for `stream`'s other
+ * arguments.
+ */
 export class InvalidArgumentError extends PipitError {
   constructor(message: string) {
     super('INVALID_ARGUMENT', message);

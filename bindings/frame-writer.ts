@@ -269,3 +269,19 @@ export function encodeExt(ext: RequestExt): Uint8Array | null {
   return parts.length === 0 ? null : Uint8Array.from(parts);
 }
 
+
+/**
+ * `ext` (from encodeExt, with a deadline entry) with the deadline changed to `deadlineMs`:
+ * byte for byte what encodeExt gives for the new value, since the deadline entry comes first
+ * in canonical order. A call that waited in the queue sends the time it has left (§8.5).
+ */
+export function withDeadline(ext: Uint8Array, deadlineMs: number): Uint8Array {
+  if (ext[0] !== EXT_DEADLINE) throw new InvalidArgumentError('ext block has no deadline entry to replace');
+  // Old entry: tag, length (a one-byte varint: the value is at most 5 bytes), value.
+  const rest = ext.subarray(2 + ext[1]!);
+  const head = encodeExt({ deadlineMs })!;
+  const out = new Uint8Array(head.length + rest.length);
+  out.set(head, 0);
+  out.set(rest, head.length);
+  return out;
+}

@@ -4,8 +4,10 @@
  */
 export { listen, connect, Server, type ListenOptions, type ConnectOptions } from './transport.js';
 export { Peer, type PeerOptions } from './peer.js';
-export { Session, type SessionOptions, type CallOptions, type StreamOptions, type SessionHost } from './session.js';
-export { MessageStream } from './message-stream.js';
+export { Session, type SessionOptions } from './session.js';
+export type { CallOptions, StreamOptions } from './caller.js';
+export type { SessionHost } from './link.js';
+export { MessageStream, type Message } from './message-stream.js';
 export { PipitError, ProtocolError, InvalidArgumentError, statusName, type ErrorCode } from './errors.js';
 export type { HandlerContext, Handler, Service, Services } from './routes.js';
 export {

@@ -1,17 +1,19 @@
 /**
  * Peer: binds a Session to a byte stream (a net.Socket, or any Duplex such as a child
- * process's stdio joined with Duplex.from). This is the only layer that touches a stream or
- * a timer.
+ * process's stdio joined with Duplex.from). With transport.ts, which makes the sockets, this
+ * is the only layer that touches a stream or a timer.
  *
  * - Writes are coalesced: the session's output is flushed once per event-loop turn
  *   (setImmediate runs right after the I/O callbacks of the current turn, after their
  *   promise jobs), as one cork/uncork batch, so a burst of calls or responses costs one
  *   writev.
- * - Backpressure lives in the session (session.ts, Rule 4): the peer reports the stream's
+ * - Backpressure lives in the session (Rule 4, backpressure.ts): the peer reports the stream's
  *   write backlog after every write and on drain, and stops reading only when the session
  *   says the other side is `overloaded` (it keeps sending work while we are congested).
  *   Large-message fragments are written a budget at a time, after a drain when full.
- * - One timer per peer, armed for the session's earliest deadline, unref'd.
+ * - Timers, all unref'd: one deadline timer, re-armed for the session's earliest deadline
+ *   (in steps of at most 2^31-1 ms); and while closing, the `close({ timeout })` limit when
+ *   one is given and a grace period for the other side's end (CLOSE_GRACE_MS).
  * - No 'error' event is ever emitted: failures reach the calls they affect, and 'close'
  *   carries the connection's error (or null).
  */
@@ -23,11 +25,12 @@ import { selectCodec, type CodecChoice } from './codec-select.js';
 import { PipitError } from './errors.js';
 import type { Payload } from './frame-writer.js';
 import { INTROSPECTION_METHOD, INTROSPECTION_SERVICE, decodeMethodList, type MethodInfo } from './introspection.js';
-import type { MessageStream } from './message-stream.js';
+import type { Message, MessageStream } from './message-stream.js';
 import type { Service } from './routes.js';
-import { Session, type CallOptions, type SessionOptions, type StreamOptions } from './session.js';
+import type { CallOptions, StreamOptions } from './caller.js';
+import { Session, type SessionOptions } from './session.js';
 
-export interface PeerOptions extends Omit<SessionOptions, 'peer'> {
+export interface PeerOptions extends Omit<SessionOptions<Peer>, 'peer'> {
   /** Frame codec. Defaults to 'auto' (PIPIT_CODEC overrides). */
   codec?: CodecChoice;
 }
@@ -51,7 +54,7 @@ const CLOSE_GRACE_MS = 2000;
 const MAX_TIMER_MS = 0x7fffffff;
 
 export class Peer extends EventEmitter<PeerEvents> {
-  readonly session: Session;
+  readonly session: Session<Peer>;
   private readonly decoder: Decoder;
   private flushScheduled = false;
   private timer: NodeJS.Timeout | null = null;
@@ -65,7 +68,7 @@ export class Peer extends EventEmitter<PeerEvents> {
   private resolveClosed!: (e: PipitError | null) => void;
 
   /**
-   * @param stream any Duplex carrying pipit frames both ways.
+   * @param transport any Duplex carrying pipit frames both ways.
    * @param options services, limits, codec. Options not set default as documented.
    */
   constructor(
@@ -73,7 +76,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     options: PeerOptions & { inPlace?: boolean } = {},
   ) {
     super();
-    this.session = new Session({ ...options, peer: this });
+    this.session = new Session<Peer>({ ...options, peer: this });
     const codec = selectCodec(options.codec, { inPlace: options.inPlace === true });
     this.decoder = codec.createDecoder(this.session.maxFrameBytes);
     this.closedPromise = new Promise((resolve) => {
@@ -114,17 +117,27 @@ export class Peer extends EventEmitter<PeerEvents> {
     return this.session.call(service, method, payload, options, options?.timeout !== undefined ? now() : 0);
   }
 
-  /** Stream call: iterate the response messages with `for await`. Breaking out cancels it. */
+  /**
+   * Unary call, resolving with the response bytes and whether the responder sent them as
+   * text (the TEXT flag). Fails as `call` does.
+   */
+  callMessage(service: string, method: string, payload: Payload = '', options?: CallOptions): Promise<Message> {
+    return this.session.callMessage(service, method, payload, options, options?.timeout !== undefined ? now() : 0);
+  }
+
+  /**
+   * Stream call: iterate the response messages with `for await` (Buffers), or
+   * `stream.messages()` for each with its TEXT flag. Breaking out cancels it.
+   */
   stream(service: string, method: string, payload: Payload = '', options?: StreamOptions): MessageStream {
     return this.session.stream(service, method, payload, options, options?.timeout !== undefined ? now() : 0);
   }
 
   /** Serve (or replace) a service on this connection. */
-  handle(name: string, service: Service): this {
+  handle(name: string, service: Service<Peer>): this {
     this.session.handle(name, service);
     return this;
   }
-
 
   /**
    * The methods the other peer serves on this connection, from its `$pipit`/`methods`

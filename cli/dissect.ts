@@ -11,10 +11,11 @@
 import type { Codec, FrameBatch } from '../bindings/codec.js';
 import { readVarint, type VarintResult } from '../bindings/codec.js';
 import {
-  COL_EXT_LEN, COL_EXT_OFF, EXT_CREDIT, EXT_DEADLINE, EXT_METADATA, STATUS_NAMES, STRIDE, T_CANCEL,
+  EXT_CREDIT, EXT_DEADLINE, EXT_METADATA, STATUS_NAMES, T_CANCEL,
   T_CREDIT, T_DATA, T_ERROR, T_EXTENSION, T_GOAWAY, T_HELLO, T_PING, T_PONG, T_REQUEST, T_RESPONSE,
   T_STATUS, TYPE_NAMES, WORD_BYTES, S_MAX_FRAME_BYTES, S_MAX_INFLIGHT, S_MAX_MESSAGE_BYTES,
 } from '../bindings/constants.js';
+import { COL_EXT_LEN, COL_EXT_OFF, STRIDE } from '../bindings/frame-table.js';
 import type { ProtocolError } from '../bindings/errors.js';
 
 /** Flag names per type, by bit (spec/PROTOCOL.md §6), in the order the vectors list them. */

@@ -6,10 +6,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { STRIDE } from '../bindings/constants.js';
+import { STRIDE } from '../bindings/frame-table.js';
 import type { Codec, Decoder, FrameBatch } from '../bindings/codec.js';
 import { tsCodec } from '../bindings/codec-ts.js';
-import { type InPlaceDecoder, createWasmCodec, inPlaceCodec, wasmCodec } from '../bindings/codec-wasm.js';
+import { createWasmCodec, wasmCodec } from '../bindings/codec-wasm.js';
+import { type InPlaceDecoder, inPlaceCodec } from '../bindings/in-place-decoder.js';
 import { arbFrame, arbSizes } from './helpers/arbitraries.js';
 import { chunk, encodeFrames, rowToFrame, type VFrame } from './helpers/frames.js';
 

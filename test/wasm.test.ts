@@ -1,22 +1,20 @@
 /**
  * Wasm-specific checks the contract suite cannot make: the module's size budget and
  * boundary, memory growth (no stale views, limit checked before growing), the debug build
- * (asserts on), header encoding, and the TS fallback when instantiation fails.
+ * (asserts on), and the TS fallback when instantiation fails.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as constants from '../bindings/constants.js';
-import { F_EXT, T_REQUEST, TYPE_NAMES } from '../bindings/constants.js';
-import { varintSize } from '../bindings/codec.js';
-import {
-  READ_BYTES, TsInPlaceDecoder, WasmHeaderEncoder, createWasmCodec, wasmCodec,
-} from '../bindings/codec-wasm.js';
-import { encodeExt, encodeRoute } from '../bindings/frame-writer.js';
+import * as frameTable from '../bindings/frame-table.js';
+import { TYPE_NAMES } from '../bindings/constants.js';
+import { createWasmCodec, wasmCodec } from '../bindings/codec-wasm.js';
+import { READ_BYTES, TsInPlaceDecoder } from '../bindings/in-place-decoder.js';
 import { WASM_BASE64, WASM_BYTE_LENGTH } from '../bindings/wasm-bytes.js';
 import { arbFrame } from './helpers/arbitraries.js';
-import { chunk, decodeChunks, encodeFrames, flagBits, type VError, type VFrame } from './helpers/frames.js';
+import { chunk, decodeChunks, encodeFrames, type VError, type VFrame } from './helpers/frames.js';
 
 const ROOT = join(import.meta.dirname, '..');
 /** Release module budget: the module ships inline as base64 in every install. */
@@ -46,7 +44,7 @@ describe('release module', () => {
     const m = WA.Module.imports(new WA.Module(release));
     expect(m).toEqual([]);
     const ex = WA.Module.exports(new WA.Module(release)).map((e) => `${e.kind}:${e.name}`).sort();
-    expect(ex).toEqual(['function:encodeHeader', 'function:heapBase', 'function:nop', 'function:scan', 'memory:memory']);
+    expect(ex).toEqual(['function:heapBase', 'function:nop', 'function:scan', 'memory:memory']);
   });
 
   it('instantiates lazily and decodes', () => {
@@ -57,8 +55,8 @@ describe('release module', () => {
 });
 
 describe('assembly constants', () => {
-  it('layout.ts and errors.ts mirror bindings/constants.ts', () => {
-    const table = constants as unknown as Record<string, unknown>;
+  it('layout.ts and errors.ts mirror bindings/constants.ts and bindings/frame-table.ts', () => {
+    const table = { ...constants, ...frameTable } as unknown as Record<string, unknown>;
     let shared = 0;
     for (const file of ['assembly/layout.ts', 'assembly/errors.ts']) {
       const src = readFileSync(join(ROOT, file), 'utf8');
@@ -254,65 +252,6 @@ describe('large frames (collected outside linear memory)', () => {
     expect(dec.push(bytes.subarray(0, 100_000)).count).toBe(1);
     expect(dec.pending).toBe(100_000 - 5);
     expect(dec.end()).toMatchObject({ reason: 'E_INCOMPLETE', offset: 5 });
-  });
-});
-
-describe('encodeHeader', () => {
-  const enc = new WasmHeaderEncoder();
-  const varints = (vs: number[]): Buffer => {
-    const out: number[] = [];
-    for (let v of vs) {
-      while (v >= 0x80) {
-        out.push((v & 0x7f) | 0x80);
-        v = Math.floor(v / 128);
-      }
-      out.push(v);
-    }
-    return Buffer.from(out);
-  };
-
-  it('header + body is byte for byte what FrameWriter encodes, for every frame type', () => {
-    fc.assert(
-      fc.property(arbFrame, (f) => {
-        const type = TYPE_NAMES.indexOf(f.type);
-        let flags = flagBits(f.type, f.flags);
-        let aux = 0;
-        let body: Buffer = Buffer.alloc(0);
-        switch (f.type) {
-          case 'HELLO':
-            body = varints((f.settings ?? []).flat());
-            break;
-          case 'REQUEST':
-            flags &= ~F_EXT;
-            enc.setRequestPrefix(encodeRoute(f.service!, f.method!), f.ext ? encodeExt(f.ext) : null);
-            body = Buffer.from(f.payload!, 'hex');
-            break;
-          case 'RESPONSE':
-          case 'DATA':
-            body = Buffer.from(f.payload!, 'hex');
-            break;
-          case 'STATUS':
-          case 'GOAWAY':
-          case 'ERROR':
-            aux = f.code!;
-            body = Buffer.from(f.message!, 'utf8');
-            break;
-          case 'CREDIT':
-            aux = f.credit!;
-            break;
-        }
-        const n = enc.encode(type, flags, f.id, aux, body.length);
-        const wire = encodeFrames([f]);
-        expect(Buffer.concat([enc.bytes.subarray(0, n), body]).toString('hex')).toBe(wire.toString('hex'));
-        if (type !== T_REQUEST) expect(n).toBe(4 + varintSize(f.id) + (aux > 0 || f.type === 'STATUS' || f.type === 'GOAWAY' || f.type === 'ERROR' ? varintSize(aux) : 0));
-      }),
-      { numRuns: 500 },
-    );
-  });
-
-  it('refuses a body that overflows the u24 length field', () => {
-    expect(() => enc.encode(2, 0, 1, 0, 0xffffff)).toThrow(/u24/);
-    expect(enc.encode(2, 0, 1, 0, 0xfffffe)).toBe(5);
   });
 });
 

@@ -434,10 +434,10 @@ let opening: CallRecord | null = null;
   const proto = MessageStream.prototype;
   const push = proto.push;
   const finish = proto.finish;
-  proto.push = function (this: MessageStream, item: Buffer): void {
+  proto.push = function (this: MessageStream, item: Buffer, text: boolean): void {
     const r = streamRecords.get(this) ?? opening;
     if (r !== null && r !== undefined && !r.finished) r.messages.push(Buffer.from(item));
-    push.call(this, item);
+    push.call(this, item, text);
   };
   proto.finish = function (this: MessageStream, error: PipitError | null): void {
     const r = streamRecords.get(this) ?? opening;
