@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -328,4 +329,28 @@ func TestConnCallback(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestCallArgumentLimits(t *testing.T) {
+	client, _ := connPair(t, transports[0], testMux(), Options{})
+	ctx := context.Background()
+	long := strings.Repeat("x", 256)
+	for _, c := range []struct {
+		service, method string
+		opts            []CallOption
+	}{
+		{long, "m", nil},
+		{"t", long, nil},
+		{"t", "echo", []CallOption{Metadata(long, "v")}},
+		{"t", "echo", []CallOption{Metadata("k", strings.Repeat("v", 70000))}},
+	} {
+		if _, err := client.Call(ctx, c.service, c.method, nil, c.opts...); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("%d-byte service, %d-byte method: %v", len(c.service), len(c.method), err)
+		}
+	}
+	// Large metadata that fits still works.
+	got, err := client.Call(ctx, "t", "meta", nil, Metadata("k", strings.Repeat("v", 60000)))
+	if err != nil || len(got) != 60000 {
+		t.Fatalf("%d %v", len(got), err)
+	}
 }

@@ -549,11 +549,19 @@ func (s *Session) Call(c *OutCall, service, method string, payload []byte, o Cal
 		s.settle(c, nil, &Error{Code: CodeInvalidArgument, Message: "service and method names are limited to 255 bytes"})
 		return
 	}
+	// Names and the ext block must fit in the first frame (§7.2): bound them by the
+	// smallest frame limit a peer may have.
+	head := WordBytes + MaxVarintBytes + 2 + len(service) + len(method) + MaxVarintBytes + 2*(2+MaxVarintBytes)
 	for _, m := range o.Metadata {
 		if len(m.Key) > MaxNameBytes {
 			s.settle(c, nil, &Error{Code: CodeInvalidArgument, Message: "metadata keys are limited to 255 bytes"})
 			return
 		}
+		head += 1 + MaxVarintBytes + 1 + len(m.Key) + len(m.Value)
+	}
+	if head > MinMaxFrameBytes {
+		s.settle(c, nil, &Error{Code: CodeInvalidArgument, Message: "names and metadata do not fit in one frame of " + strconv.Itoa(MinMaxFrameBytes) + " bytes"})
+		return
 	}
 	if o.Stream {
 		w := o.Credit
