@@ -585,6 +585,9 @@ func (c *Conn) Call(ctx context.Context, service, method string, payload []byte,
 		<-cc.done
 	}
 	if cc.err != nil {
+		if cc.err.Cause == nil && cc.err.Code == CodeDeadlineExceeded && ctx.Err() != nil {
+			cc.err.Cause = ctx.Err() // the session's timer and ctx's ran out together
+		}
 		return nil, cc.err
 	}
 	if cfg.replyText != nil {
