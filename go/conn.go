@@ -155,7 +155,7 @@ func (c *Conn) event(e *Event) {
 		switch cc := e.Out.Tag.(type) {
 		case *clientCall:
 			cc.result, cc.err, cc.text = e.Payload, e.Err, e.Text
-			close(cc.done)
+			cc.done <- struct{}{} // buffered: the one outcome never blocks
 		case *clientStream:
 			cc.done, cc.err = true, e.Err
 			cc.signal()
@@ -530,6 +530,9 @@ func Metadata(kv ...string) CallOption {
 // the consumer keeps finding nothing queued.
 func Credit(n int) CallOption { return func(c *callConfig) { c.o.Credit = n } }
 
+// clientCalls reuses the state of unary calls that the session no longer refers to.
+var clientCalls = sync.Pool{New: func() any { return &clientCall{done: make(chan struct{}, 1)} }}
+
 type clientCall struct {
 	out    OutCall
 	cfg    callConfig
@@ -555,7 +558,7 @@ func (c *Conn) Call(ctx context.Context, service, method string, payload []byte,
 	if ctx.Err() != nil {
 		return nil, ctxError(ctx)
 	}
-	cc := &clientCall{done: make(chan struct{})}
+	cc := clientCalls.Get().(*clientCall)
 	cc.out.Tag = cc
 	cfg := &cc.cfg
 	for _, o := range opts {
@@ -584,16 +587,24 @@ func (c *Conn) Call(ctx context.Context, service, method string, payload []byte,
 	} else {
 		<-cc.done
 	}
-	if cc.err != nil {
-		if cc.err.Cause == nil && cc.err.Code == CodeDeadlineExceeded && ctx.Err() != nil {
-			cc.err.Cause = ctx.Err() // the session's timer and ctx's ran out together
+	result, cerr, text, replyText := cc.result, cc.err, cc.text, cfg.replyText
+	c.mu.Lock()
+	if cc.out.Reusable() {
+		done := cc.done
+		*cc = clientCall{done: done}
+		clientCalls.Put(cc)
+	}
+	c.mu.Unlock()
+	if cerr != nil {
+		if cerr.Cause == nil && cerr.Code == CodeDeadlineExceeded && ctx.Err() != nil {
+			cerr.Cause = ctx.Err() // the session's timer and ctx's ran out together
 		}
-		return nil, cc.err
+		return nil, cerr
 	}
-	if cfg.replyText != nil {
-		*cfg.replyText = cc.text
+	if replyText != nil {
+		*replyText = text
 	}
-	return cc.result, nil
+	return result, nil
 }
 
 type clientStream struct {

@@ -201,7 +201,12 @@ type OutCall struct {
 	adaptive                bool
 	itemsIn, bytesIn        int64
 	frag                    *fragment
+	released                bool // its terminal frame arrived: the session holds it no more
 }
+
+// Reusable reports whether the session no longer refers to c, so that its owner may reuse
+// it: it was sent without a deadline and its terminal frame arrived.
+func (c *OutCall) Reusable() bool { return c.released && c.sent && c.deadline.IsZero() }
 
 // ID is the call's id while it is open on the wire.
 func (c *OutCall) ID() uint32 { return c.id }
@@ -738,6 +743,7 @@ func (s *Session) settle(c *OutCall, payload []byte, err *Error) {
 
 // release frees the id of c once its terminal frame arrived.
 func (s *Session) release(c *OutCall, now time.Time) {
+	c.released = true
 	s.out[c.id] = nil
 	s.freeID(c.id)
 	s.outActive--
