@@ -519,3 +519,52 @@ func BenchmarkRawUnary(b *testing.B) {
 		rc.call(0, p)
 	}
 }
+
+func BenchmarkEcho64K(b *testing.B) {
+	big := make([]byte, 64<<10)
+	b.Run("pipit", func(b *testing.B) {
+		a, c := unixPair(b)
+		client := NewConn(a, nil, Options{})
+		server := NewConn(c, testMux(), Options{})
+		defer client.Close()
+		defer server.Close()
+		b.SetBytes(2 * int64(len(big)))
+		b.SetParallelism(4)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := client.Call(context.Background(), "t", "echo", big); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("raw", func(b *testing.B) {
+		path := filepath.Join(b.TempDir(), "raw.sock")
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go rawServe(c)
+			}
+		}()
+		rc, err := newRawClient(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rc.close()
+		b.SetBytes(2 * int64(len(big)))
+		b.SetParallelism(4)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				rc.call(0, big)
+			}
+		})
+	})
+}
