@@ -26,7 +26,7 @@ import { EMPTY, type FrameBatch } from './codec.js';
 import { NO_DEADLINE, type Timed } from './deadline-heap.js';
 import { InvalidArgumentError, PipitError, ProtocolError } from './errors.js';
 import { requestRoom, sizeOver, wireForm } from './fragmenter.js';
-import { encodeExt, withDeadline, type Payload } from './frame-writer.js';
+import { encodeExt, isSendable, payloadOf, textOf, withDeadline, type Payload, type Sendable } from './frame-writer.js';
 import type { Link } from './link.js';
 import { MessageStream, type Message } from './message-stream.js';
 import { Partial } from './reassembler.js';
@@ -123,20 +123,20 @@ export class Caller {
     return this.queueHead < this.queue.length;
   }
 
-  call(service: string, method: string, payload: Payload, options: CallOptions, now: number): Promise<Buffer> {
+  call(service: string, method: string, payload: Sendable, options: CallOptions, now: number): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
       this.open(new OutCall(service, method, null, null, resolve, reject), 0, payload, options, now, undefined);
     });
   }
 
-  callMessage(service: string, method: string, payload: Payload, options: CallOptions, now: number): Promise<Message> {
+  callMessage(service: string, method: string, payload: Sendable, options: CallOptions, now: number): Promise<Message> {
     return new Promise<Message>((resolve, reject) => {
       const settle = (p: Buffer, text: boolean): void => resolve({ payload: p, text });
       this.open(new OutCall(service, method, null, null, settle, reject), 0, payload, options, now, undefined);
     });
   }
 
-  stream(service: string, method: string, payload: Payload, options: StreamOptions, now: number): MessageStream {
+  stream(service: string, method: string, payload: Sendable, options: StreamOptions, now: number): MessageStream {
     const size = options.credit ?? this.link.limits.initialCredit;
     if (!Number.isInteger(size) || size < 1 || size > MAX_CREDIT) {
       throw new InvalidArgumentError(`credit must be an integer from 1 to ${MAX_CREDIT}, got ${size}`);
@@ -157,11 +157,12 @@ export class Caller {
   }
 
   /** Check a new call and prepare its REQUEST; send it now or queue it. */
-  private open(call: OutCall, flags: number, payload: Payload, options: CallOptions, now: number, credit: number | undefined): void {
+  private open(call: OutCall, flags: number, body: Sendable, options: CallOptions, now: number, credit: number | undefined): void {
     const route = this.routes.outgoingRoute(call.service, call.method);
-    if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) {
-      throw new InvalidArgumentError('payload must be a Uint8Array or a string');
+    if (!isSendable(body)) {
+      throw new InvalidArgumentError('payload must be a Uint8Array, a string or { payload: Uint8Array, text: boolean }');
     }
+    let payload = payloadOf(body);
     if (this.refusal !== null) {
       this.settle(call, this.refusal());
       return;
@@ -196,10 +197,8 @@ export class Caller {
       call.deadline = now + timeout;
       link.deadlines.push(call.deadline, call);
     }
-    if (typeof payload === 'string') {
-      flags |= F_TEXT;
-      payload = wireForm(payload, requestRoom(link.peerMaxFrameBytes, route, ext));
-    }
+    if (textOf(body)) flags |= F_TEXT;
+    if (typeof payload === 'string') payload = wireForm(payload, requestRoom(link.peerMaxFrameBytes, route, ext));
     const size = sizeOver(payload, link.peerMaxMessageBytes);
     if (size >= 0) {
       this.settle(call, new PipitError('RESOURCE_EXHAUSTED', `request of ${size} bytes exceeds the peer's maxMessageBytes ${link.peerMaxMessageBytes}; not sent`));

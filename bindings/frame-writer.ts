@@ -17,6 +17,31 @@ import { InvalidArgumentError } from './errors.js';
 
 export type Payload = Uint8Array | string;
 
+/**
+ * What a call or a handler can send as one message: bytes, text (a string, sent with the TEXT
+ * flag), or bytes with the TEXT flag said explicitly (`{ payload, text }`, the shape of a
+ * received `Message`), which lets a proxy pass a message on exactly as it came.
+ */
+export type Sendable = Payload | { readonly payload: Uint8Array; readonly text: boolean };
+
+/** Whether `v` can be sent as one message. (Three small functions: no object per message.) */
+export function isSendable(v: unknown): v is Sendable {
+  if (typeof v === 'string' || v instanceof Uint8Array) return true;
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as { payload?: unknown; text?: unknown };
+  return m.payload instanceof Uint8Array && typeof m.text === 'boolean';
+}
+
+/** The bytes (or string) of a Sendable. */
+export function payloadOf(v: Sendable): Payload {
+  return typeof v === 'string' || v instanceof Uint8Array ? v : v.payload;
+}
+
+/** Whether a Sendable goes out with the TEXT flag. */
+export function textOf(v: Sendable): boolean {
+  return typeof v === 'string' || (!(v instanceof Uint8Array) && v.text);
+}
+
 /** Default size of a fresh output arena. */
 const ARENA_BYTES = 64 * 1024;
 

@@ -5,7 +5,7 @@
  */
 import { handlerMaySend } from './constants.js';
 import { PipitError } from './errors.js';
-import type { Payload } from './frame-writer.js';
+import { isSendable, type Sendable } from './frame-writer.js';
 
 export function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
   return typeof v === 'object' && v !== null && typeof (v as PromiseLike<unknown>).then === 'function';
@@ -20,15 +20,14 @@ export function iteratorOf(v: unknown): Iterator<unknown> | AsyncIterator<unknow
   return null;
 }
 
-/** A result that can be sent as one message, or null. */
-export function toPayload(v: unknown): Payload | null {
-  if (typeof v === 'string' || v instanceof Uint8Array) return v;
-  return null;
+/** A result that can be sent as one message (bytes, text, or `{ payload, text }`), or null. */
+export function toMessage(v: unknown): Sendable | null {
+  return isSendable(v) ? v : null;
 }
 
-/** The failure for a result that is neither bytes, text, nothing nor a stream. */
+/** The failure for a result that is neither bytes, text, a message, nothing nor a stream. */
 export function badResult(v: unknown): PipitError {
-  return new PipitError('INTERNAL', `handler result must be a Uint8Array, a string or nothing, got ${describe(v)}`);
+  return new PipitError('INTERNAL', `handler result must be a Uint8Array, a string, { payload, text } or nothing, got ${describe(v)}`);
 }
 
 function describe(v: unknown): string {

@@ -14,7 +14,7 @@ export {
   unary, streaming, methodKind, MethodKind, type MethodInfo, encodeMethodList, decodeMethodList,
   INTROSPECTION_SERVICE, INTROSPECTION_METHOD,
 } from './introspection.js';
-export type { Payload } from './frame-writer.js';
+export type { Payload, Sendable } from './frame-writer.js';
 export type { Codec, Decoder } from './codec.js';
 export { selectCodec, type CodecChoice } from './codec-select.js';
 export { Status, type StatusName, APP_STATUS_MIN, PROTOCOL_VERSION } from './constants.js';

@@ -23,7 +23,7 @@ import { performance } from 'node:perf_hooks';
 import type { Decoder } from './codec.js';
 import { selectCodec, type CodecChoice } from './codec-select.js';
 import { PipitError } from './errors.js';
-import type { Payload } from './frame-writer.js';
+import type { Sendable } from './frame-writer.js';
 import { INTROSPECTION_METHOD, INTROSPECTION_SERVICE, decodeMethodList, type MethodInfo } from './introspection.js';
 import type { Message, MessageStream } from './message-stream.js';
 import type { Service } from './routes.js';
@@ -113,7 +113,7 @@ export class Peer extends EventEmitter<PeerEvents> {
    *   CANCELLED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNAVAILABLE, PROTOCOL_ERROR,
    *   CONNECTION_CLOSED, INVALID_ARGUMENT...
    */
-  call(service: string, method: string, payload: Payload = '', options?: CallOptions): Promise<Buffer> {
+  call(service: string, method: string, payload: Sendable = '', options?: CallOptions): Promise<Buffer> {
     return this.session.call(service, method, payload, options, options?.timeout !== undefined ? now() : 0);
   }
 
@@ -121,7 +121,7 @@ export class Peer extends EventEmitter<PeerEvents> {
    * Unary call, resolving with the response bytes and whether the responder sent them as
    * text (the TEXT flag). Fails as `call` does.
    */
-  callMessage(service: string, method: string, payload: Payload = '', options?: CallOptions): Promise<Message> {
+  callMessage(service: string, method: string, payload: Sendable = '', options?: CallOptions): Promise<Message> {
     return this.session.callMessage(service, method, payload, options, options?.timeout !== undefined ? now() : 0);
   }
 
@@ -129,7 +129,7 @@ export class Peer extends EventEmitter<PeerEvents> {
    * Stream call: iterate the response messages with `for await` (Buffers), or
    * `stream.messages()` for each with its TEXT flag. Breaking out cancels it.
    */
-  stream(service: string, method: string, payload: Payload = '', options?: StreamOptions): MessageStream {
+  stream(service: string, method: string, payload: Sendable = '', options?: StreamOptions): MessageStream {
     return this.session.stream(service, method, payload, options, options?.timeout !== undefined ? now() : 0);
   }
 

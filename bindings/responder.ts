@@ -22,13 +22,15 @@ import { EMPTY, type FrameBatch } from './codec.js';
 import { NO_DEADLINE, type Timed } from './deadline-heap.js';
 import { PipitError, ProtocolError } from './errors.js';
 import { type Fragments, messageRoom, sizeOver, wireForm } from './fragmenter.js';
-import type { Payload } from './frame-writer.js';
-import { badResult, handlerError, isPromiseLike, iteratorOf, toPayload } from './handler-result.js';
+import { payloadOf, textOf, type Payload, type Sendable } from './frame-writer.js';
+import { badResult, handlerError, isPromiseLike, iteratorOf, toMessage } from './handler-result.js';
 import type { Link } from './link.js';
 import { Partial } from './reassembler.js';
 import type { HandlerContext, RouteTable } from './routes.js';
 
 const EMPTY_METADATA: Record<string, string> = Object.freeze({}) as Record<string, string>;
+/** A handler's result of nothing: an empty message. */
+const NOTHING = EMPTY;
 
 /** One call we serve. */
 export class InCall implements Timed {
@@ -283,22 +285,22 @@ export class Responder<P> {
       }
       // A stream call served by a unary handler: its one result is the last message, folded
       // with END; nothing is an empty message (§8.10). END costs a credit like any message.
-      const payload = value === undefined || value === null ? EMPTY : toPayload(value);
-      if (payload === null) return this.finish(call, badResult(value));
+      const message = value === undefined || value === null ? NOTHING : toMessage(value);
+      if (message === null) return this.finish(call, badResult(value));
       if (call.credit <= 0) {
-        void this.sendLastWhenCredited(call, payload);
+        void this.sendLastWhenCredited(call, message);
         return;
       }
       call.credit--;
-      this.send(call, payload, true);
+      this.send(call, message, true);
       return;
     }
     if (value === undefined || value === null) {
-      this.send(call, EMPTY, true);
+      this.send(call, NOTHING, true);
       return;
     }
-    const payload = toPayload(value);
-    if (payload === null) {
+    const message = toMessage(value);
+    if (message === null) {
       const it = iteratorOf(value);
       if (it === null) return this.finish(call, badResult(value));
       // A unary call cannot take a stream: refuse it without reading the stream (§8.10).
@@ -306,15 +308,15 @@ export class Responder<P> {
       this.finish(call, new PipitError('INVALID_ARGUMENT', `${call.service}.${call.method} produces a stream; call it as a stream`));
       return;
     }
-    this.send(call, payload, true);
+    this.send(call, message, true);
   }
 
   /** A stream call's single result (§8.10), once the caller grants a credit for it. */
-  private async sendLastWhenCredited(call: InCall, payload: Payload): Promise<void> {
+  private async sendLastWhenCredited(call: InCall, message: Sendable): Promise<void> {
     while (!call.settled && call.credit <= 0) await call.sleep();
     if (call.settled) return;
     call.credit--;
-    this.send(call, payload, true);
+    this.send(call, message, true);
   }
 
   /**
@@ -346,10 +348,10 @@ export class Responder<P> {
           this.finish(call, null);
           return;
         }
-        const payload = toPayload(step.value);
-        if (payload === null) throw badResult(step.value);
+        const message = toMessage(step.value);
+        if (message === null) throw badResult(step.value);
         call.credit--;
-        this.send(call, payload, false);
+        this.send(call, message, false);
       }
     } catch (e) {
       this.finish(call, handlerError(e));
@@ -362,12 +364,12 @@ export class Responder<P> {
    * Write one message of the answer, fragmenting it if the peer's frame limit requires;
    * `last`: it ends the call (as RESPONSE|END, through `finish`).
    */
-  private send(call: InCall, payload: Payload, last: boolean): void {
+  private send(call: InCall, message: Sendable, last: boolean): void {
     if (call.settled) return;
     const link = this.link;
     const room = messageRoom(link.peerMaxFrameBytes);
-    const text = typeof payload === 'string' ? F_TEXT : 0;
-    payload = wireForm(payload, room);
+    const text = textOf(message) ? F_TEXT : 0;
+    const payload = wireForm(payloadOf(message), room);
     const size = sizeOver(payload, link.peerMaxMessageBytes);
     if (size >= 0) {
       this.finish(call, new PipitError('RESOURCE_EXHAUSTED', `response of ${size} bytes exceeds the peer's maxMessageBytes ${link.peerMaxMessageBytes}`));

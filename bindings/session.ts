@@ -42,7 +42,7 @@ import {
 import { Caller, OutCall, goingAway, type CallOptions, type StreamOptions } from './caller.js';
 import type { FrameBatch } from './codec.js';
 import { InvalidArgumentError, PipitError, ProtocolError } from './errors.js';
-import type { Payload } from './frame-writer.js';
+import type { Sendable } from './frame-writer.js';
 import { ALLOWS, transition, type LifecycleEvent, type State } from './lifecycle.js';
 import { Link, type Limits, type SessionHost } from './link.js';
 import type { Message, MessageStream } from './message-stream.js';
@@ -219,12 +219,12 @@ export class Session<P = unknown> implements Limits {
    * Unary call. Resolves with the response message.
    * @throws rejects with a PipitError (InvalidArgumentError for a bad argument).
    */
-  call(service: string, method: string, payload: Payload, options: CallOptions = {}, now = 0): Promise<Buffer> {
+  call(service: string, method: string, payload: Sendable, options: CallOptions = {}, now = 0): Promise<Buffer> {
     return this.caller.call(service, method, payload, options, now);
   }
 
   /** Unary call, resolving with the response message and its TEXT flag. Fails as `call` does. */
-  callMessage(service: string, method: string, payload: Payload, options: CallOptions = {}, now = 0): Promise<Message> {
+  callMessage(service: string, method: string, payload: Sendable, options: CallOptions = {}, now = 0): Promise<Message> {
     return this.caller.callMessage(service, method, payload, options, now);
   }
 
@@ -232,7 +232,7 @@ export class Session<P = unknown> implements Limits {
    * Stream call. The returned stream yields each response message.
    * @throws InvalidArgumentError for a `credit` out of range; any other failure ends the stream.
    */
-  stream(service: string, method: string, payload: Payload, options: StreamOptions = {}, now = 0): MessageStream {
+  stream(service: string, method: string, payload: Sendable, options: StreamOptions = {}, now = 0): MessageStream {
     return this.caller.stream(service, method, payload, options, now);
   }
 

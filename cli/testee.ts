@@ -1,16 +1,11 @@
 /**
  * The `testee` service of spec/TESTEE.md, which every pipit implementation serves for
- * cross-implementation tests (`pipit serve SOCKET --testee`).
- *
- * Limits of the TS API, both about the TEXT flag on bytes that are not valid UTF-8: a handler
- * returns a string (sent with TEXT) or bytes (sent without), so `echo` and `callback` keep TEXT
- * only for a payload that decodes as UTF-8 (decoding and re-encoding valid UTF-8 gives the same
- * bytes back); and a call's result does not say whether it carried TEXT, so `callback` answers
- * with the TEXT its request had, which is what a conforming `echo` sends back.
+ * cross-implementation tests (`pipit serve SOCKET --testee`). `echo` and `callback` pass
+ * messages on as `{ payload, text }`, so the TEXT flag travels exactly as it came, even on
+ * bytes that are not valid UTF-8.
  */
 import { createHash } from 'node:crypto';
 import { PipitError, unary, type HandlerContext, type Peer, type Service } from '../bindings/index.js';
-import { utf8OrNull } from './render.js';
 
 /** Counters that live as long as the server process, across connections. */
 export interface TesteeState {
@@ -35,15 +30,10 @@ function malformed(message: string): PipitError {
 }
 
 /** The payload back with the TEXT it came with (see the file comment for invalid UTF-8). */
-function sameText(payload: Buffer, text: boolean): string | Buffer {
-  if (!text) return payload;
-  return utf8OrNull(payload) ?? payload;
-}
-
 /** A fresh testee service sharing `state` (one per server process). */
 export function testeeService(state: TesteeState = { cancellations: 0 }): Service {
   return {
-    echo: unary((payload: Buffer, ctx: HandlerContext) => sameText(payload, ctx.text)),
+    echo: unary((payload: Buffer, ctx: HandlerContext) => ({ payload, text: ctx.text })),
 
     sha256: unary((payload: Buffer) => createHash('sha256').update(payload).digest()),
 
@@ -99,8 +89,7 @@ export function testeeService(state: TesteeState = { cancellations: 0 }): Servic
 
     callback: unary(async (payload: Buffer, ctx: HandlerContext) => {
       const peer = ctx.peer as Peer;
-      const answer = await peer.call('testee', 'echo', sameText(payload, ctx.text), { signal: ctx.signal });
-      return sameText(answer, ctx.text);
+      return peer.callMessage('testee', 'echo', { payload, text: ctx.text }, { signal: ctx.signal });
     }),
 
     goaway: unary((payload: Buffer, ctx: HandlerContext) => {

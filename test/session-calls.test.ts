@@ -231,10 +231,10 @@ describe('unary calls', () => {
     expect(outs.map((o) => [o.error?.code, o.error?.status])).toEqual([
       ['INTERNAL', 10], ['INTERNAL', 10], ['INTERNAL', 10], ['INTERNAL', 10],
     ]);
-    expect(outs[0]!.error!.message).toBe('handler result must be a Uint8Array, a string or nothing, got an object (Object)');
-    expect(outs[1]!.error!.message).toBe('handler result must be a Uint8Array, a string or nothing, got number');
-    expect(outs[2]!.error!.message).toBe('handler result must be a Uint8Array, a string or nothing, got an object (Date)');
-    expect(outs[3]!.error!.message).toBe('handler result must be a Uint8Array, a string or nothing, got boolean');
+    expect(outs[0]!.error!.message).toBe('handler result must be a Uint8Array, a string, { payload, text } or nothing, got an object (Object)');
+    expect(outs[1]!.error!.message).toBe('handler result must be a Uint8Array, a string, { payload, text } or nothing, got number');
+    expect(outs[2]!.error!.message).toBe('handler result must be a Uint8Array, a string, { payload, text } or nothing, got an object (Date)');
+    expect(outs[3]!.error!.message).toBe('handler result must be a Uint8Array, a string, { payload, text } or nothing, got boolean');
     expect(pair.b.session.incomingCalls).toBe(0);
     expect(pair.a.session.outgoingCalls).toBe(0);
   });

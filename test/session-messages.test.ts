@@ -79,6 +79,50 @@ describe('callMessage', () => {
   });
 });
 
+describe('sending a message with an explicit TEXT flag ({ payload, text })', () => {
+  it('a call and a handler pass bytes on with TEXT as given, even bytes that are not UTF-8', async () => {
+    const notUtf8 = Buffer.from([0xff, 0xfe, 0x41]);
+    const pair = new Pair({}, {
+      services: {
+        s: {
+          echo: (p: Buffer, ctx: { text: boolean }) => ({ payload: p, text: ctx.text }),
+          *items() {
+            yield { payload: notUtf8, text: true };
+            yield { payload: Buffer.from('plain'), text: false };
+          },
+        },
+      },
+    });
+    const tapA = new Tap(pair.a.session);
+    const tapB = new Tap(pair.b.session);
+    const asText = pair.a.session.callMessage('s', 'echo', { payload: notUtf8, text: true });
+    const asBytes = pair.a.session.callMessage('s', 'echo', { payload: Buffer.from('abc'), text: false });
+    const got: Message[] = [];
+    const reading = (async () => {
+      for await (const m of pair.a.session.stream('s', 'items', '').messages()) got.push(m);
+    })();
+    await pair.settle();
+    const [t, b] = await Promise.all([asText, asBytes]);
+    await reading;
+    expect([t.payload, t.text]).toEqual([notUtf8, true]);
+    expect([b.payload.toString(), b.text]).toEqual(['abc', false]);
+    expect(got.map((m) => [m.payload.toString('hex'), m.text])).toEqual([['fffe41', true], [Buffer.from('plain').toString('hex'), false]]);
+    expect(tapA.ofType('REQUEST').map((f) => f.flags)).toEqual([['TEXT'], [], ['STREAM', 'TEXT']]);
+    expect(tapB.ofType('RESPONSE').filter((f) => f.id < 2).map((f) => [f.id, f.flags, f.payload])).toEqual([
+      [0, ['END', 'TEXT'], 'fffe41'],
+      [1, ['END'], Buffer.from('abc').toString('hex')],
+    ]);
+  });
+
+  it('anything else is refused: the call with InvalidArgumentError, the handler result with INTERNAL', async () => {
+    const pair = new Pair({}, { services: { s: { bad: () => ({ payload: 'not bytes', text: true }) } } });
+    await expect(pair.a.session.call('s', 'bad', { payload: 'x', text: true } as never)).rejects.toThrow(/payload must be/);
+    const e = pair.a.session.call('s', 'bad', '').catch((x: Error & { code: string }) => x.code);
+    await pair.settle();
+    expect(await e).toBe('INTERNAL');
+  });
+});
+
 describe('stream.messages()', () => {
   const services = {
     s: {

@@ -91,7 +91,7 @@ describe('stream producers', () => {
     expect(o.items).toEqual(['a', 'b']);
     expect([o.ends, o.error?.code, o.error?.message]).toEqual([1, 'APPLICATION_ERROR', 'cursor lost']);
     expect(bad.items).toEqual(['ok']);
-    expect([bad.error?.code, bad.error?.message]).toEqual(['INTERNAL', 'handler result must be a Uint8Array, a string or nothing, got number']);
+    expect([bad.error?.code, bad.error?.message]).toEqual(['INTERNAL', 'handler result must be a Uint8Array, a string, { payload, text } or nothing, got number']);
   });
 
   it('a stream request served by a unary handler yields exactly one item, folded with END (spec §8.10)', async () => {
