@@ -6,18 +6,20 @@
  *   node dist/run.js --ci               20,000 rows, quick (npm test)
  *   node dist/run.js --rows N           any size
  *   node dist/run.js --credit N         window of the slow consumer (default 16)
+ *   node dist/run.js --server go        the row server is the Go one (../sqlite-rows-go), built
+ *                                       here with `go build` first; this process stays the client
  *
  * Exits 0 only when every check passed.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { connect, PipitError, type Peer } from 'pipit';
-import { T0, sensorOf, tsOf, valueOf } from './database.js';
+import { T0, databasePath, sensorOf, tsOf, valueOf } from './database.js';
 import {
   CursorState, CURSOR_STATE_NAMES, FOLD_START, ROW_BYTES, decodeCursor, decodeDigest, decodeRow, encodeQuery, encodeRow,
   foldRow, type Digest, type Query,
@@ -39,6 +41,8 @@ function positiveInt(name: string, fallback: number): number {
   return n;
 }
 const ci = process.argv.includes('--ci');
+const SERVER = arg('--server') ?? 'node';
+if (SERVER !== 'node' && SERVER !== 'go') throw new Error(`--server must be node or go, got ${SERVER}`);
 const ROWS = positiveInt('--rows', ci ? 20_000 : 1_000_000);
 const SLOW_CREDIT = positiveInt('--credit', 16);
 /** Rows the slow consumer reads (one every SLOW_MS) before it stops. */
@@ -77,6 +81,22 @@ function layoutVectors(): void {
       bytes.toString('hex') === hex ? '' : `got ${bytes.toString('hex')}`,
     );
   }
+}
+
+/**
+ * The server's own bytes for row 1 of the table, which is the first test vector: the server
+ * must encode exactly as layout.ts does, whatever its language. One message is asked for
+ * (credit 1), then the stream is cancelled.
+ */
+async function serverRowBytes(peer: Peer): Promise<void> {
+  const hex = '0100000000000000e8abda769b0100000000000000f86d4002000000';
+  let first: Buffer | undefined;
+  for await (const row of peer.stream('readings', 'all', '', { credit: 1 })) {
+    first = Buffer.from(row);
+    break;
+  }
+  const got = first === undefined ? 'no row' : first.toString('hex');
+  check(`row layout: the ${SERVER} server sends row 1 as ${hex}`, got === hex, got === hex ? '' : `got ${got}`);
 }
 
 /** Stream `method` and fold every row the way the server's digest does. */
@@ -196,7 +216,7 @@ async function cancelled(peer: Peer): Promise<void> {
   const c = await cursorClosed(peer, tag);
   say(`← server cursor: ${CURSOR_STATE_NAMES[c.state]} after ${int(c.produced)} rows of ${int(ROWS)}; cursors open on the server: ${c.open}`);
   check(
-    'cancelled query: the server generator\'s finally ran and its statement is released',
+    'cancelled query: the server closed its cursor early and released the statement',
     c.state === CursorState.CLOSED_EARLY && c.produced >= CANCEL_AFTER && c.produced < ROWS && c.open === 0,
     `${CURSOR_STATE_NAMES[c.state]}, ${int(c.produced)} produced, ${c.open} open`,
   );
@@ -233,25 +253,62 @@ async function errors(peer: Peer): Promise<void> {
 // ---- processes ----
 
 const here = fileURLToPath(new URL('.', import.meta.url));
+/** The Go row server's module, and where its binary is built. */
+const goModule = fileURLToPath(new URL('../../sqlite-rows-go', import.meta.url));
+const goBinary = join(here, 'readings-server-go');
 
 function exitOf(child: ChildProcess): Promise<number> {
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
 }
 
+/**
+ * Build the Go server once per run (`go build` reuses its cache, so only the first build
+ * compiles modernc.org/sqlite, which takes a minute or two).
+ */
+function buildGoServer(): void {
+  say(`building the Go server: go build -o ${goBinary} (in ${goModule})`);
+  const t0 = performance.now();
+  mkdirSync(here, { recursive: true });
+  const r = spawnSync('go', ['build', '-o', goBinary, '.'], { cwd: goModule, stdio: 'inherit' });
+  if (r.error !== undefined) throw new Error(`cannot run go (${r.error.message}): --server go needs Go 1.26 or newer on PATH`);
+  if (r.status !== 0) throw new Error(`go build exited with ${r.status ?? r.signal}`);
+  say(`built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+/**
+ * Start the row server as a second process, resolving once it listens. The Node server says
+ * so over the IPC channel; the Go server writes "ready" to the pipe it gets as fd 3.
+ */
+async function startServer(socketPath: string): Promise<{ server: ChildProcess; exit: Promise<number> }> {
+  const args = ['--socket', socketPath, '--rows', String(ROWS), '--once'];
+  const server =
+    SERVER === 'node'
+      ? fork(join(here, 'server.js'), args, { stdio: 'inherit' })
+      : spawn(goBinary, [...args, '--db', databasePath(ROWS), '--ready-fd', '3'], { stdio: ['ignore', 'inherit', 'inherit', 'pipe'] });
+  const exit = exitOf(server);
+  const ready =
+    SERVER === 'node'
+      ? new Promise<void>((resolve) => server.once('message', () => resolve()))
+      : new Promise<void>((resolve) => server.stdio[3]!.once('data', () => resolve()));
+  const first = await Promise.race([ready.then(() => 'ready'), exit.then((code) => `exited with code ${code}`)]);
+  if (first !== 'ready') throw new Error(`server ${first} before it was ready`);
+  return { server, exit };
+}
+
 async function main(): Promise<number> {
-  say(`pipit sqlite-rows: ${int(ROWS)} rows${ci ? ' (--ci)' : ''}, node ${process.version}`);
+  say(`pipit sqlite-rows: ${int(ROWS)} rows${ci ? ' (--ci)' : ''}, node ${process.version}, ${SERVER === 'go' ? 'Go' : 'Node'} server`);
+  if (SERVER === 'go') buildGoServer();
   const gen = fork(join(here, 'generate.js'), ['--rows', String(ROWS)], { stdio: 'inherit' });
   const genCode = await exitOf(gen);
   if (genCode !== 0) throw new Error(`generate exited with code ${genCode}`);
 
   const dir = mkdtempSync(join(tmpdir(), 'pipit-sqlite-'));
   const socketPath = join(dir, 'readings.sock');
-  const server = fork(join(here, 'server.js'), ['--socket', socketPath, '--rows', String(ROWS), '--once'], { stdio: 'inherit' });
-  const serverExit = exitOf(server);
+  let server: ChildProcess | null = null;
   try {
-    const ready = new Promise<void>((resolve) => server.once('message', () => resolve()));
-    const first = await Promise.race([ready.then(() => 'ready'), serverExit.then((code) => `exited with code ${code}`)]);
-    if (first !== 'ready') throw new Error(`server ${first} before it was ready`);
+    const started = await startServer(socketPath);
+    server = started.server;
+    const serverExit = started.exit;
 
     const peer = await connect(socketPath);
     const startKiB = { server: Number((await peer.call('proc', 'peakRss')).toString()), client: peakRssKiB() };
@@ -259,6 +316,7 @@ async function main(): Promise<number> {
 
     say('[1] row layout');
     layoutVectors();
+    await serverRowBytes(peer);
     say('[2] a query with a parameter');
     await parameterQuery(peer);
     say('[3] the full table, as fast as it goes');
@@ -280,6 +338,7 @@ async function main(): Promise<number> {
     check('server exited 0 after the graceful close', serverCode === 0, `code ${serverCode}`);
 
     say('');
+    say(`server                ${SERVER === 'go' ? 'Go (modernc.org/sqlite)' : 'Node (better-sqlite3)'}`);
     say(`rows                  ${int(ROWS)}`);
     say(`full table            ${int(rowsPerSec)} rows/s (${seconds.toFixed(2)} s), one ${ROW_BYTES}-byte message per row`);
     say(`slow consumer         lead at most ${maxLead} rows with credit ${SLOW_CREDIT}`);
@@ -288,7 +347,7 @@ async function main(): Promise<number> {
     for (const f of failures) say(`  failed: ${f}`);
     return failures.length === 0 ? 0 : 1;
   } finally {
-    if (server.exitCode === null && server.signalCode === null) server.kill();
+    if (server !== null && server.exitCode === null && server.signalCode === null) server.kill();
     rmSync(dir, { recursive: true, force: true });
   }
 }
