@@ -20,20 +20,35 @@
  *   W5 CPU (user+sys) of both processes per call in W2: µs/call
  *   W6 wire bytes per call + response in W2 (both directions)
  *   W7 peak RSS (VmHWM) of client and server in the W2 cell
+ * Cross-language cells (GO_IMPLS, client-server): `ts-go` is the TS client against pipit's Go
+ * implementation as the server, `go-ts` the Go client against the TS server, `go-go` both Go.
+ * The Go processes are go/cmd/pipit-bench, built here with `go build` once per run; they run
+ * the same workloads and speak to this orchestrator in JSON lines on stdin/stdout instead
+ * of over IPC. The TS side of those cells uses the ts codec, as the `ts` cells do.
  * Every response is checked (length, and content for W3; every stream item carries its index)
  * so a broken path cannot look fast.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect, listen, type Peer } from '../bindings/index.js';
 
-export type Impl = 'raw' | 'ts' | 'wasm';
+export type Impl = 'raw' | 'ts' | 'wasm' | 'ts-go' | 'go-ts' | 'go-go';
 export type Cell = 'W1' | 'W2' | 'W3' | 'W4' | 'W4a';
+/** The default implementations: everything in Node. */
 export const IMPLS: readonly Impl[] = ['raw', 'ts', 'wasm'];
+/** Cross-language pairs, named client-server: they need Go and this repository's go/ (goUnavailable). */
+export const GO_IMPLS: readonly Impl[] = ['ts-go', 'go-ts', 'go-go'];
+const LABELS: Partial<Record<Impl, string>> = { 'ts-go': 'TS→Go', 'go-ts': 'Go→TS', 'go-go': 'Go→Go' };
+const goClient = (impl: Impl): boolean => impl === 'go-ts' || impl === 'go-go';
+const goServer = (impl: Impl): boolean => impl === 'ts-go' || impl === 'go-go';
+/** The codec of the TS side of a cell. */
+const tsCodec = (impl: Impl): 'ts' | 'wasm' => (impl === 'wasm' ? 'wasm' : 'ts');
 export const CELLS: readonly Cell[] = ['W1', 'W2', 'W3', 'W4', 'W4a'];
 
 export interface Params {
@@ -355,7 +370,7 @@ function ask(msg: string): Promise<Record<string, number>> {
 
 export async function clientMain(p: Params): Promise<CellResult> {
   const baselineRss = process.memoryUsage().rss;
-  const c = p.impl === 'raw' ? await rawClient(p.path) : await pipitClient(p.path, p.impl);
+  const c = p.impl === 'raw' ? await rawClient(p.path) : await pipitClient(p.path, tsCodec(p.impl));
   const r: CellResult = { impl: p.impl, cell: p.cell, codec: c.codec };
   const q = p.quick;
   if (p.cell === 'W1') {
@@ -432,7 +447,7 @@ export async function serverMain(p: Params): Promise<void> {
   const close =
     p.impl === 'raw'
       ? await rawServer(p.path, (s) => sockets.add(s)).then((srv) => () => srv.close())
-      : await pipitServer(p.path, p.impl, sockets).then((srv) => () => void srv.close({ timeout: 100 }));
+      : await pipitServer(p.path, tsCodec(p.impl), sockets).then((srv) => () => void srv.close({ timeout: 100 }));
   const stats = (): Record<string, number> => {
     const cpu = process.cpuUsage();
     let bytes = 0;
@@ -453,32 +468,79 @@ export async function serverMain(p: Params): Promise<void> {
 // Orchestrator
 // =====================================================================
 
-function spawnRole(role: string, p: Params): ChildProcess {
-  const prof = process.env.PIPIT_BENCH_PROF;
-  const execArgv = prof ? [`--cpu-prof`, `--cpu-prof-dir=${prof}`] : [];
-  return fork(WORKER, [role, JSON.stringify(p)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/** One process of a cell, as the orchestrator talks to it: Node over IPC, Go in JSON lines. */
+interface Role {
+  proc: ChildProcess;
+  send(message: object): void;
+  on(listener: (message: Record<string, unknown>) => void): void;
+  once(listener: (message: Record<string, unknown>) => void): void;
 }
 
-async function runCell(p: Params): Promise<CellResult> {
-  const server = spawnRole('server', p);
+/** Where the Go module is, seen from dist/bench/ in a checkout. */
+const GO_MODULE = fileURLToPath(new URL('../../go/', import.meta.url));
+
+/**
+ * Why the Go cells cannot run here, or undefined if they can: they need this repository's
+ * go/ directory (a checkout, not the npm package) and a `go` command.
+ */
+export function goUnavailable(): string | undefined {
+  if (!existsSync(join(GO_MODULE, 'cmd', 'pipit-bench'))) return `no ${join(GO_MODULE, 'cmd', 'pipit-bench')} (the Go cells need a checkout of the repository)`;
+  const r = spawnSync('go', ['version'], { encoding: 'utf8' });
+  if (r.error !== undefined || r.status !== 0) return 'go is not installed';
+  return undefined;
+}
+
+/** Build go/cmd/pipit-bench into dir; returns the binary's path. */
+function buildGoBench(dir: string): string {
+  const bin = join(dir, 'pipit-bench');
+  const r = spawnSync('go', ['build', '-o', bin, './cmd/pipit-bench'], { cwd: GO_MODULE, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.error !== undefined || r.status !== 0) throw new Error(`go build ./cmd/pipit-bench failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`}); ${goUnavailable() ?? ''}`);
+  return bin;
+}
+
+function spawnRole(role: 'client' | 'server', p: Params, goBin: string | undefined): Role {
+  if ((role === 'client' ? goClient : goServer)(p.impl)) {
+    const proc = spawn(goBin!, [role, JSON.stringify(p)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const events = new EventEmitter();
+    createInterface({ input: proc.stdout! }).on('line', (line) => events.emit('message', JSON.parse(line)));
+    return {
+      proc,
+      send: (m) => proc.stdin!.write(`${JSON.stringify(m)}\n`),
+      on: (l) => events.on('message', l),
+      once: (l) => events.once('message', l),
+    };
+  }
+  const prof = process.env.PIPIT_BENCH_PROF;
+  const execArgv = prof ? [`--cpu-prof`, `--cpu-prof-dir=${prof}`] : [];
+  const proc = fork(WORKER, [role, JSON.stringify(p)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return {
+    proc,
+    send: (m) => proc.send(m),
+    on: (l) => proc.on('message', l),
+    once: (l) => proc.once('message', l),
+  };
+}
+
+async function runCell(p: Params, goBin: string | undefined): Promise<CellResult> {
+  const server = spawnRole('server', p, goBin);
   await new Promise<void>((resolve, reject) => {
-    server.once('message', () => resolve());
-    server.once('exit', (code) => reject(new Error(`server exited ${code}`)));
+    server.once(() => resolve());
+    server.proc.once('exit', (code) => reject(new Error(`server exited ${code} in ${p.cell}/${p.impl}`)));
   });
-  const client = spawnRole('client', p);
+  const client = spawnRole('client', p, goBin);
   const result = await new Promise<CellResult>((resolve, reject) => {
-    client.on('message', (m: { ask?: string; result?: CellResult }) => {
+    client.on((m) => {
       if (m.ask) {
-        server.once('message', (s) => client.send(s as object));
+        server.once((s) => client.send(s));
         server.send({ ask: m.ask });
-      } else if (m.result) resolve(m.result);
+      } else if (m.result) resolve(m.result as CellResult);
     });
-    client.once('exit', (code) => {
+    client.proc.once('exit', (code) => {
       if (code !== 0) reject(new Error(`client exited ${code} in ${p.cell}/${p.impl}`));
     });
   });
   server.send({ ask: 'exit' });
-  await Promise.all([once(server), once(client)]);
+  await Promise.all([once(server.proc), once(client.proc)]);
   return result;
 }
 
@@ -496,7 +558,7 @@ export interface SocketBenchOptions {
   quick?: boolean;
   /** Repetitions of every cell. Defaults to 1 with `quick`, else 5. */
   reps?: number;
-  /** Implementations to run. Defaults to raw, ts, wasm. */
+  /** Implementations to run. Defaults to raw, ts, wasm (IMPLS); GO_IMPLS are the cross-language cells. */
   impls?: readonly Impl[];
   /** Workload cells to run (W5 to W7 come from W2). Defaults to W1 to W4. */
   cells?: readonly Cell[];
@@ -535,7 +597,7 @@ export interface SocketBenchReport {
   markdown: string;
 }
 
-/** Parse the bench's own arguments: --quick, --reps N, --only raw,ts,wasm, --cells W1,W4. */
+/** Parse the bench's own arguments: --quick, --reps N, --only raw,ts,wasm,ts-go,go-ts,go-go, --cells W1,W4. */
 export function parseBenchArgs(argv: readonly string[]): SocketBenchOptions {
   const value = (flag: string): string | undefined => {
     const k = argv.indexOf(flag);
@@ -557,14 +619,21 @@ export async function runSocketBench(options: SocketBenchOptions = {}): Promise<
   const reps = options.reps ?? (quick ? 1 : 5);
   const impls = [...(options.impls ?? IMPLS)];
   const cells = [...(options.cells ?? CELLS)];
-  for (const i of impls) if (!IMPLS.includes(i)) throw new Error(`unknown implementation ${JSON.stringify(i)}: expected some of ${IMPLS.join(',')}`);
+  const known = [...IMPLS, ...GO_IMPLS];
+  for (const i of impls) if (!known.includes(i)) throw new Error(`unknown implementation ${JSON.stringify(i)}: expected some of ${known.join(',')}`);
   for (const c of cells) if (!CELLS.includes(c)) throw new Error(`unknown cell ${JSON.stringify(c)}: expected some of ${CELLS.join(',')}`);
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`reps must be a positive integer, got ${reps}`);
   const dir = mkdtempSync(join(tmpdir(), 'pipit-bench-'));
   const results: CellResult[] = [];
+  let goBin: string | undefined;
   const total = reps * cells.length * impls.length;
   const t0 = Date.now();
   try {
+    if (impls.some((i) => GO_IMPLS.includes(i))) {
+      const why = goUnavailable();
+      if (why !== undefined) throw new Error(`the cross-language cells (${GO_IMPLS.join(', ')}) cannot run: ${why}`);
+      goBin = buildGoBench(dir);
+    }
     for (let rep = 0; rep < reps; rep++) {
       for (const cell of cells) {
         // Rotate the order each repetition so no implementation always runs first.
@@ -572,7 +641,7 @@ export async function runSocketBench(options: SocketBenchOptions = {}): Promise<
         for (const impl of order) {
           options.onStart?.(cell, impl, rep, results.length, total);
           const path = join(dir, `${cell}-${impl}-${rep}.sock`);
-          const r = await runCell({ quick, cell, impl, path });
+          const r = await runCell({ quick, cell, impl, path }, goBin);
           r.rep = rep;
           results.push(r);
           options.onCell?.(r, results.length, total);
@@ -617,7 +686,7 @@ function report(results: CellResult[], impls: Impl[], reps: number, quick: boole
   const codecs: Partial<Record<Impl, string>> = {};
   for (const i of impls) codecs[i] = results.find((r) => r.impl === i)?.codec ?? i;
   const pipits = impls.filter((i) => i !== 'raw');
-  const head = ['workload', 'goal', ...impls.map((i) => (i === 'raw' ? 'raw' : `pipit ${i} (${codecs[i]})`)), ...pipits.map((i) => `${i}/raw`)];
+  const head = ['workload', 'goal', ...impls.map((i) => (i === 'raw' ? 'raw' : `${LABELS[i] ?? `pipit ${i}`} (${codecs[i]})`)), ...pipits.map((i) => `${i}/raw`)];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   const rows: ReportRow[] = [];
   for (const [name, f, cell, better, goal, fmt] of specs) {
@@ -667,6 +736,12 @@ function report(results: CellResult[], impls: Impl[], reps: number, quick: boole
     '',
     ...lines,
     '',
+    ...(impls.some((i) => GO_IMPLS.includes(i))
+      ? [
+          'Cross-language cells, client→server: TS→Go is the TS client (ts codec) against the Go server, Go→TS the Go client against the TS server (ts codec), Go→Go both Go (go/cmd/pipit-bench, built with `go build`); the codec in brackets is the client\'s. Their ratios are to the same Node raw baseline. A Go process counts its bytes written (W6) from /proc/self/io.',
+          '',
+        ]
+      : []),
     'Values are medians over repetitions. Ratios (and W7 differences) are taken per repetition between cells that ran back to back, then the median of those is shown (W7 also the worst repetition: its goal holds for every run); for W1, W4 CPU and W5 lower is better. W7 is VmHWM from /proc/self/status of each fresh process. W6 counts both directions; raw is 4-byte length + 4-byte id + 32-byte payload each way. The raw baseline reads with \'data\' events and coalesces writes per event-loop turn into one buffer; pipit clients read in place (net.Socket onread), pipit servers use \'data\' events.',
     '',
   ].join('\n');
