@@ -5,6 +5,8 @@
  *   npm run bench                 full run; writes bench/RESULTS.md
  *   npm run bench -- --quick      every workload briefly (proves the benches run; CI uses it)
  * Other arguments are passed to the socket bench (--reps N, --only raw,ts, --cells W1,W4).
+ * Where Go is installed the socket bench also runs the cross-language cells ts-go, go-ts and
+ * go-go (client-server, go/cmd/pipit-bench); without Go it says so in one line and skips them.
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
