@@ -29,6 +29,7 @@ type Decoder struct {
 	// that is handed out with the frame (Frame.Owned); shared is the regular buffer.
 	detached bool
 	shared   []byte
+	pooled   *[]byte // the handle of buf while detached (bufpool.go)
 }
 
 const (
@@ -76,8 +77,9 @@ func (d *Decoder) Buffer() []byte {
 		b := d.buf[d.r:]
 		t := FrameType(b[3] & 0xF)
 		if frame := d.need(); frame >= detachMin && (t == TypeRequest || t == TypeResponse) && Flags(b[3]>>4)&FlagFollows == 0 {
-			nb := make([]byte, frame)
+			nb, p := getBuf(frame)
 			held := copy(nb, d.buf[d.r:d.w])
+			d.pooled = p
 			d.shared = d.buf
 			d.buf, d.r, d.w, d.detached = nb, 0, held, true
 			return d.buf[d.w:]
@@ -199,12 +201,13 @@ func (d *Decoder) scan() ([]Frame, error) {
 		}
 		f.Offset = d.off
 		f.Owned = d.detached
+		f.pooled = d.pooled
 		d.r += total
 		d.off += int64(total)
 	}
 	if d.detached && d.r == d.w {
 		d.buf, d.r, d.w, d.detached = d.shared, 0, 0, false
-		d.shared = nil
+		d.shared, d.pooled = nil, nil
 	}
 	return d.frames, nil
 }

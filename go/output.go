@@ -34,6 +34,9 @@ func (s *Session) TakeOutput(bufs [][]byte) ([][]byte, []byte) {
 			bufs = append(bufs, s.obuf[g.off:g.end])
 		}
 	}
+	// Pooled memory retired until now may be referenced by what is taken: it goes back to
+	// the pool once that is written (Recycle).
+	s.afterWrite, s.written = s.written[:0], s.afterWrite
 	arena := s.obuf
 	s.obuf = s.spare[:0]
 	s.spare = nil
@@ -49,6 +52,11 @@ func (s *Session) TakeOutput(bufs [][]byte) ([][]byte, []byte) {
 
 // Recycle gives back an arena returned by TakeOutput once its bytes are written.
 func (s *Session) Recycle(arena []byte) {
+	for i, p := range s.written {
+		putBuf(p)
+		s.written[i] = nil
+	}
+	s.written = s.written[:0]
 	if s.spare == nil && cap(arena) <= 1<<20 {
 		s.spare = arena[:0]
 	}

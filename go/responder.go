@@ -23,10 +23,13 @@ import (
 	"time"
 )
 
-// Request is what a handler receives.
+// Request is what a handler receives. It is valid until the handler returns: the
+// connection may then reuse it for another call.
 type Request struct {
 	Service, Method string
-	// Payload is the request message; the handler may keep it.
+	// Payload is the request message. It is valid until the handler returns (and when the
+	// handler returns it, or sends it, until that is written): the connection then reuses
+	// its memory. Copy it to keep it.
 	Payload []byte
 	// Text: the payload carried the TEXT flag.
 	Text bool
@@ -68,7 +71,21 @@ type InCall struct {
 	// Finish(nil) arrived while a fragmented message was still being written
 	finishOK bool
 	user     inUser
+
+	// The call's memory, and when it may be reused (Served, retire).
+	handed   bool    // EventRequest went out: a handler has the request
+	returned bool    // the handler returned (Served)
+	reusable bool    // its user left nothing behind that refers to the call
+	pooled   *[]byte // the request's memory, from the buffer pool (bufpool.go)
+	small    [smallPayload]byte
 }
+
+// smallPayload: a request payload up to this size is copied into its InCall, so that a
+// recycled call brings its memory with it.
+const smallPayload = 128
+
+// freeInCalls bounds the calls kept for reuse.
+const freeInCalls = 256
 
 // ID is the peer's id of the call.
 func (c *InCall) ID() uint32 { return c.id }
@@ -108,7 +125,8 @@ func (s *Session) onRequest(f *Frame, now time.Time) {
 		s.obuf = AppendStatus(s.obuf, id, uint32(CodeDeadlineExceeded), "the deadline had passed when the request was sent")
 		return
 	}
-	in := &InCall{id: id, seq: s.recvSeq, credit: credit}
+	in := s.newIn()
+	in.id, in.seq, in.credit = id, s.recvSeq, credit
 	in.Req.Stream = stream
 	in.Req.Text = f.Flags&FlagText != 0
 	in.route, in.routeCode = s.lookup(f.Service, f.Method)
@@ -142,7 +160,15 @@ func (s *Session) onRequest(f *Frame, now time.Time) {
 		}
 		return
 	}
-	in.Req.Payload = s.keep(f)
+	switch {
+	case f.Owned:
+		in.Req.Payload = s.keep(f)
+		in.pooled = f.pooled
+	case len(f.Body) > 0 && len(f.Body) <= smallPayload:
+		in.Req.Payload = in.small[:copy(in.small[:], f.Body):len(f.Body)]
+	default:
+		in.Req.Payload = s.clone(f.Body)
+	}
 	s.dispatch(in)
 }
 
@@ -195,6 +221,7 @@ func (s *Session) run(in *InCall) {
 		s.Respond(in, b, false, nil)
 	default:
 		in.started = true
+		in.handed = true
 		if s.inline != nil {
 			s.inline(in)
 			return
@@ -389,7 +416,48 @@ func (s *Session) endIn(in *InCall) {
 	}
 	in.pending = nil
 	s.wake(in)
+	if in.returned {
+		s.retire(in)
+	}
 	s.maybeFinish()
+}
+
+// Served tells the session that the handler of in has returned (after its Respond or
+// Finish): the request is no longer used. reusable says that nothing the session's user
+// handed the handler (its context) can still refer to in. Once the call is over, its
+// memory is reused: the InCall at once, a pooled payload once the output written until
+// then is written (Recycle).
+func (s *Session) Served(in *InCall, reusable bool) {
+	in.returned, in.reusable = true, reusable
+	if in.settled {
+		s.retire(in)
+	}
+}
+
+// retire recycles the memory of a call that is over and whose handler returned.
+func (s *Session) retire(in *InCall) {
+	if in.pooled != nil {
+		s.afterWrite = append(s.afterWrite, in.pooled)
+		in.pooled = nil
+	}
+	// The session refers to a call no more once it left s.inc, except from a deadline
+	// (deadlines.go) or, for a stream, the producers waiting for output (backpressure.go).
+	if !in.reusable || !in.handed || in.hasDL || in.Req.Stream || s.inc.get(in.id) == in || len(s.freeIn) >= freeInCalls {
+		return
+	}
+	*in = InCall{}
+	s.freeIn = append(s.freeIn, in)
+}
+
+// newIn returns a recycled InCall, or a new one.
+func (s *Session) newIn() *InCall {
+	if n := len(s.freeIn); n > 0 {
+		in := s.freeIn[n-1]
+		s.freeIn[n-1] = nil
+		s.freeIn = s.freeIn[:n-1]
+		return in
+	}
+	return new(InCall)
 }
 
 // statusOf maps a handler's error to the status sent (§13.2).

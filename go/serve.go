@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -70,41 +71,36 @@ func (c *Conn) goroutine(in *InCall) {
 
 func (c *Conn) serve(in *InCall) {
 	ctx := &in.user.ctx
-	var h any = in.route.Handler
-	defer func() {
-		if p := recover(); p != nil {
-			err := &Error{Code: CodeInternal, Message: fmt.Sprintf("handler panicked: %v", p)}
-			c.mu.Lock()
-			if _, ok := h.(StreamHandler); ok {
-				c.s.Finish(in, err)
-			} else {
-				c.s.Respond(in, nil, false, err)
+	var p []byte
+	var err error
+	stream := false
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				p, err = nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("handler panicked: %v", r)}
 			}
-			c.after()
-			c.unlock(true)
+		}()
+		switch fn := in.route.Handler.(type) {
+		case UnaryHandler:
+			p, err = fn(ctx, &in.Req)
+		case StreamHandler:
+			stream = true
+			err = fn(ctx, &in.Req, &StreamWriter{c: c, in: in})
+		default:
+			err = &Error{Code: CodeInternal, Message: "no handler"}
 		}
-		ctx.cancel(nil)
 	}()
-	switch fn := h.(type) {
-	case UnaryHandler:
-		p, err := fn(ctx, &in.Req)
-		c.mu.Lock()
-		c.s.Respond(in, p, in.Req.replyText, err)
-		c.after()
-		c.unlock(true)
-	case StreamHandler:
-		w := &StreamWriter{c: c, in: in}
-		err := fn(ctx, &in.Req, w)
-		c.mu.Lock()
+	untouched := ctx.end()
+	c.mu.Lock()
+	if stream {
 		c.s.Finish(in, err)
-		c.after()
-		c.unlock(true)
-	default:
-		c.mu.Lock()
-		c.s.Respond(in, nil, false, &Error{Code: CodeInternal, Message: "no handler"})
-		c.after()
-		c.unlock(false)
+	} else {
+		c.s.Respond(in, p, in.Req.replyText, err)
 	}
+	// A call whose context the handler never looked at is reused once it is over.
+	c.s.Served(in, untouched)
+	c.after()
+	c.unlock(true)
 }
 
 // StreamWriter sends the messages of a stream call.
@@ -147,24 +143,28 @@ func (w *StreamWriter) send(msg []byte, text bool) error {
 
 // handlerCtx is the context of a handler: it ends when the call is cancelled, its
 // deadline passes, the connection closes, or the handler returns. It is part of the
-// incoming call, so serving a call allocates no context.
+// incoming call, so serving a call allocates no context; a call is reused after its
+// handler returned only if the handler called none of its methods (Session.Served).
 type handlerCtx struct {
-	in     *InCall
-	parent context.Context
-	mu     sync.Mutex
-	done   chan struct{}
-	err    error
-	why    *Error
+	in      *InCall
+	parent  context.Context
+	mu      sync.Mutex
+	done    chan struct{}
+	err     error
+	why     *Error
+	touched atomic.Bool // a method was called: the handler may have kept it
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (h *handlerCtx) Deadline() (time.Time, bool) {
+	h.touched.Store(true)
 	d := h.in.Req.Deadline
 	return d, !d.IsZero()
 }
 
 func (h *handlerCtx) Done() <-chan struct{} {
+	h.touched.Store(true)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.done == nil {
@@ -177,12 +177,23 @@ func (h *handlerCtx) Done() <-chan struct{} {
 }
 
 func (h *handlerCtx) Err() error {
+	h.touched.Store(true)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.err
 }
 
-func (h *handlerCtx) Value(key any) any { return h.parent.Value(key) }
+func (h *handlerCtx) Value(key any) any {
+	h.touched.Store(true)
+	return h.parent.Value(key)
+}
+
+// end ends the context as its handler returns, and reports whether the handler never
+// called a method of it.
+func (h *handlerCtx) end() bool {
+	h.cancel(nil)
+	return !h.touched.Load()
+}
 
 func (h *handlerCtx) cancel(why *Error) {
 	h.mu.Lock()

@@ -73,7 +73,8 @@ type Session struct {
 
 	// Their calls (responder.go).
 	inc     inTable
-	recvSeq uint32 // REQUEST frames received, mod 2^32: the count our GOAWAY announces
+	recvSeq uint32    // REQUEST frames received, mod 2^32: the count our GOAWAY announces
+	freeIn  []*InCall // calls over, for reuse (Served)
 
 	// Reassembly (reassembly.go).
 	reasmBytes int
@@ -92,6 +93,8 @@ type Session struct {
 	segStart int
 	bigBytes int
 	frags    []*fragment
+	// Pooled memory to give back once the output taken with it is written (Served).
+	afterWrite, written []*[]byte
 
 	// The connection (lifecycle.go).
 	state    state
