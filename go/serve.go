@@ -32,8 +32,11 @@ func (r *Request) Conn() *Conn { return r.conn }
 // SetTextReply marks the handler's response messages as UTF-8 text (the TEXT flag).
 func (r *Request) SetTextReply(text bool) { r.replyText = text }
 
-// maxIdleWorkers is how many goroutines may wait for more work once they are done.
-const maxIdleWorkers = 16
+// maxIdleWorkers is how many goroutines of a connection may wait for more work once they
+// are done. Enough for the calls a busy peer keeps in flight (64 in the workloads), so
+// that a burst of requests finds goroutines waiting instead of starting new ones (a go
+// statement with arguments allocates); an idle goroutine holds a small stack.
+const maxIdleWorkers = 64
 
 // goroutine is the life of a connection goroutine: it reads (in == nil) or serves in,
 // then waits, while at most maxIdleWorkers others wait, for a request to serve or for
