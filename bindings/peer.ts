@@ -252,12 +252,20 @@ export class Peer extends EventEmitter<PeerEvents> {
     const stream = this.transport;
     if (stream.destroyed || !stream.writable) return;
     const segs = this.session.takeOutput();
-    if (segs.length === 1) {
-      stream.write(segs[0]);
-    } else if (segs.length > 1) {
-      stream.cork();
-      for (const s of segs) stream.write(s);
-      stream.uncork();
+    if (segs.length > 0) {
+      // Once the last segment is written, so are all before it: their buffers may be reused.
+      const take = this.session.outputTaken;
+      const written = (err?: Error | null): void => {
+        if (!err) this.session.outputWritten(take);
+      };
+      if (segs.length === 1) {
+        stream.write(segs[0], written);
+      } else {
+        stream.cork();
+        for (let k = 0; k < segs.length - 1; k++) stream.write(segs[k]);
+        stream.write(segs[segs.length - 1], written);
+        stream.uncork();
+      }
     }
     if (this.session.closed) {
       this.finishStream();

@@ -29,6 +29,8 @@ import { Partial } from './reassembler.js';
 import type { HandlerContext, RouteTable } from './routes.js';
 
 const EMPTY_METADATA: Record<string, string> = Object.freeze({}) as Record<string, string>;
+/** Output a producer may encode before it waits for the transport to take it (one socket write). */
+const PRODUCER_BATCH_BYTES = 64 * 1024;
 /** A handler's result of nothing: an empty message. */
 const NOTHING = EMPTY;
 
@@ -325,7 +327,8 @@ export class Responder<P> {
    * iterator protocol's own).
    */
   private async produce(call: InCall, it: Iterator<unknown> | AsyncIterator<unknown>): Promise<void> {
-    const pressure = this.link.pressure;
+    const link = this.link;
+    const pressure = link.pressure;
     try {
       for (;;) {
         if (call.settled) {
@@ -334,6 +337,15 @@ export class Responder<P> {
         }
         if (call.credit <= 0 || call.fragments !== null || pressure.congested) {
           if (pressure.congested) pressure.waitWritable(call);
+          await call.sleep();
+          continue;
+        }
+        if (link.writer.pendingBytes >= PRODUCER_BATCH_BYTES) {
+          // A write's worth is encoded and not yet taken: let the transport write it before
+          // producing more. An async producer resumes in microtasks and would otherwise fill
+          // its whole window before the event loop got to write anything, so the consumer
+          // would idle while the producer works, and then the other way round.
+          pressure.waitWritable(call);
           await call.sleep();
           continue;
         }

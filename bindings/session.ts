@@ -362,6 +362,19 @@ export class Session<P = unknown> implements Limits {
     return out;
   }
 
+  /** The number of the last `takeOutput()`, for `outputWritten`. */
+  get outputTaken(): number {
+    return this.link.writer.taken;
+  }
+
+  /**
+   * The transport has written every segment of the takes up to `take`: their buffers may be
+   * reused. Optional; a transport that never calls it gets fresh buffers.
+   */
+  outputWritten(take: number): void {
+    this.link.writer.written(take);
+  }
+
   // =====================================================================
   // Connection lifecycle (lifecycle.ts)
   // =====================================================================
