@@ -23,8 +23,13 @@ type Decoder struct {
 	skip   int   // bytes of an EXTENSION frame still to discard
 	skipAt int64 // stream offset of that frame
 	small  int   // Buffer calls in a row that did not need an enlarged buffer
-	frames []Frame
-	err    *CodecError
+	// readSize is the size of the read buffer: readBufSize, or bigReadBufSize once reads
+	// keep filling all the space they are given (a stream of small frames: fewer, larger
+	// reads). last is the length of the space Buffer gave, fills the reads in a row that
+	// filled it.
+	readSize, last, fills int
+	frames                []Frame
+	err                   *CodecError
 	// detached: buf holds exactly one large frame, read straight into memory of its own
 	// that is handed out with the frame (Frame.Owned); shared is the regular buffer.
 	detached bool
@@ -33,8 +38,9 @@ type Decoder struct {
 }
 
 const (
-	readBufSize = 64 << 10
-	minRead     = 4 << 10
+	readBufSize    = 64 << 10
+	bigReadBufSize = 256 << 10
+	minRead        = 4 << 10
 	// keepBufSize: a buffer enlarged for big frames is kept up to this size; larger ones
 	// are dropped once big frames stop coming, so a burst does not pin them.
 	keepBufSize = 1 << 20
@@ -86,6 +92,7 @@ func (d *Decoder) Buffer() []byte {
 		}
 	}
 	d.reserve(minRead)
+	d.last = len(d.buf) - d.w
 	return d.buf[d.w:]
 }
 
@@ -99,19 +106,19 @@ func (d *Decoder) reserve(min int) {
 	if need < held+min {
 		need = held + min
 	}
-	size := readBufSize
+	size := max(d.readSize, readBufSize)
 	if need > size {
 		size = need
 		d.small = 0
 	} else if cap(d.buf) > keepBufSize {
 		// Drop an enlarged buffer once big frames stop coming, so a burst does not pin it.
 		if d.small++; d.small > 16 {
-			nb := make([]byte, readBufSize)
+			nb := make([]byte, size)
 			copy(nb, d.buf[d.r:d.w])
 			d.buf, d.r, d.w, d.small = nb, 0, held, 0
 		}
 	}
-	if d.r+need <= len(d.buf) && len(d.buf)-d.w >= min {
+	if d.r+need <= len(d.buf) && len(d.buf)-d.w >= min && len(d.buf) >= size {
 		return
 	}
 	if size <= len(d.buf) {
@@ -129,6 +136,13 @@ func (d *Decoder) Commit(n int) ([]Frame, error) {
 	d.frames = d.frames[:0]
 	if d.err != nil {
 		return nil, d.err
+	}
+	if n == d.last && !d.detached {
+		if d.fills++; d.fills >= 4 {
+			d.readSize = bigReadBufSize
+		}
+	} else {
+		d.fills = 0
 	}
 	d.w += n
 	return d.scan()
