@@ -378,7 +378,11 @@ func (s *Session) onResponse(f *Frame, now time.Time) {
 		if !c.settled {
 			c.itemsIn++
 			c.bytesIn += int64(len(msg))
-			s.emit(Event{Kind: EventCallMessage, Out: c, Payload: msg, Text: c.text})
+			if s.onMessage != nil {
+				s.onMessage(c, msg)
+			} else {
+				s.emit(Event{Kind: EventCallMessage, Out: c, Payload: msg, Text: c.text})
+			}
 		}
 		if end {
 			s.settle(c, nil, nil)

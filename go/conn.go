@@ -33,6 +33,7 @@ type Conn struct {
 	mu       sync.Mutex
 	s        *Session
 	events   []Event
+	fed      []*clientStream // stream calls given messages since the last after
 	timer    *time.Timer
 	timerAt  time.Time
 	pings    map[uint32]chan time.Duration
@@ -90,6 +91,7 @@ func NewConn(rwc io.ReadWriteCloser, mux *Mux, opt Options) *Conn {
 		writerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	c.s.onMessage = c.onMessage
 	c.dec = NewDecoder(c.s.opt.MaxFrameBytes)
 	c.handoffTimer = time.AfterFunc(time.Hour, c.onHandoff)
 	c.handoffTimer.Stop()
@@ -117,8 +119,25 @@ func (c *Conn) Err() error {
 	return c.closeErr
 }
 
+// onMessage takes a message of one of our stream calls (Session.onMessage). Its consumer
+// is woken once per batch, by after.
+func (c *Conn) onMessage(out *OutCall, msg []byte) {
+	cs := out.Tag.(*clientStream)
+	if len(cs.msgs) == 0 {
+		c.fed = append(c.fed, cs)
+	}
+	cs.msgs = append(cs.msgs, msg)
+}
+
 // after handles the session's events and arms the writer and the timer. Under c.mu.
 func (c *Conn) after() {
+	if len(c.fed) > 0 {
+		for i, cs := range c.fed {
+			cs.signal()
+			c.fed[i] = nil
+		}
+		c.fed = c.fed[:0]
+	}
 	for {
 		c.events = c.s.PollEvents(c.events)
 		if len(c.events) == 0 {
@@ -143,10 +162,8 @@ func (c *Conn) event(e *Event) {
 			cc.done, cc.err = true, e.Err
 			cc.signal()
 		}
-	case EventCallMessage:
-		cs := e.Out.Tag.(*clientStream)
-		cs.msgs = append(cs.msgs, e.Payload)
-		cs.signal()
+	case EventCallMessage: // not emitted: see onMessage
+		c.onMessage(e.Out, e.Payload)
 	case EventRequest:
 		e.In.Req.conn = c
 		e.In.user.ctx.in = e.In

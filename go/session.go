@@ -109,6 +109,9 @@ type Session struct {
 	// inline, when set, starts handlers at once instead of through EventRequest (the
 	// scenario runner uses it so that frame order is exact).
 	inline func(*InCall)
+	// onMessage, when set, takes the messages of our stream calls as they arrive instead
+	// of EventCallMessage (Conn: one call per message, not an event).
+	onMessage func(c *OutCall, msg []byte)
 }
 
 // EventKind says what an Event reports.
