@@ -24,6 +24,7 @@
 //	reassembly.go    messages arriving in fragments, under one byte budget, and the copies
 //	                 of payloads handed out
 //	deadlines.go     every call's deadline, both directions, for NextDeadline and Tick
+//	bufpool.go       the memory of large requests, reused once they are served (Served)
 //
 // Frames for our calls (RESPONSE, STATUS) go to the caller, frames for the calls we serve
 // (REQUEST, DATA, CREDIT, CANCEL) to the responder; HELLO, PING, PONG, GOAWAY and ERROR are
