@@ -189,8 +189,10 @@ func TestConnUnaryAllocs(t *testing.T) {
 		}
 	})
 	t.Logf("%.2f allocations per unary call, client and server together", a)
-	if a > 8 {
-		t.Fatalf("%.2f allocations per unary call (both sides), want at most 8", a)
+	// The server reuses the call (Session.Served); the client's response is a copy of its
+	// own, cut from a shared slab.
+	if a >= 1 {
+		t.Fatalf("%.2f allocations per unary call (both sides), want less than 1", a)
 	}
 }
 

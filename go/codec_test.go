@@ -421,3 +421,36 @@ func msgOf(v vFrame) string {
 	}
 	return *v.Message
 }
+
+// TestDecoderReadBufferGrows: reads that keep filling the buffer they are given (a stream
+// of small frames) enlarge it to bigReadBufSize, and frames split across the change stay
+// whole.
+func TestDecoderReadBufferGrows(t *testing.T) {
+	var stream []byte
+	for i := 0; i < 20000; i++ {
+		stream = AppendResponse(stream, uint32(i%100), 0, []byte(fmt.Sprintf("item %05d of the stream...", i)))
+	}
+	d := NewDecoder(DefaultMaxFrameBytes)
+	got := 0
+	for len(stream) > 0 {
+		buf := d.Buffer()
+		n := copy(buf, stream)
+		stream = stream[n:]
+		frames, err := d.Commit(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range frames {
+			if want := fmt.Sprintf("item %05d of the stream...", got); string(f.Body) != want {
+				t.Fatalf("frame %d: %q", got, f.Body)
+			}
+			got++
+		}
+	}
+	if got != 20000 {
+		t.Fatalf("%d frames", got)
+	}
+	if cap(d.buf) != bigReadBufSize {
+		t.Fatalf("read buffer of %d bytes, want %d", cap(d.buf), bigReadBufSize)
+	}
+}

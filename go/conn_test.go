@@ -354,3 +354,57 @@ func TestCallArgumentLimits(t *testing.T) {
 		t.Fatalf("%d %v", len(got), err)
 	}
 }
+
+// TestRequestMemoryReuse: requests of every size, served at once by handlers that echo
+// them, reuse calls and pooled memory that the session recycles only once each answer is
+// written; a call whose context the handler used is never recycled.
+func TestRequestMemoryReuse(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			mux := testMux()
+			var kept sync.Map
+			mux.HandleUnary("t", "keepctx", func(ctx context.Context, req *Request) ([]byte, error) {
+				kept.Store(ctx, true)
+				_ = ctx.Err()
+				return append([]byte(nil), req.Payload...), nil
+			})
+			client, _ := connPair(t, tr, mux, Options{})
+			sizes := []int{0, 1, 100, smallPayload, smallPayload + 1, 3000, detachMin - 100, detachMin + 5, 70000, 300000}
+			var wg sync.WaitGroup
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 60; i++ {
+						n := sizes[(g+i)%len(sizes)]
+						p := make([]byte, n)
+						for j := range p {
+							p[j] = byte(g*31 + i*7 + j)
+						}
+						method := "echo"
+						if i%5 == 0 {
+							method = "keepctx"
+						}
+						r, err := client.Call(context.Background(), "t", method, p)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if !bytes.Equal(r, p) {
+							t.Errorf("%s of %d bytes came back changed", method, n)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			kept.Range(func(k, _ any) bool {
+				if k.(context.Context).Err() == nil {
+					t.Errorf("a context used by its handler was recycled")
+					return false
+				}
+				return true
+			})
+		})
+	}
+}

@@ -23,17 +23,24 @@ type Decoder struct {
 	skip   int   // bytes of an EXTENSION frame still to discard
 	skipAt int64 // stream offset of that frame
 	small  int   // Buffer calls in a row that did not need an enlarged buffer
-	frames []Frame
-	err    *CodecError
+	// readSize is the size of the read buffer: readBufSize, or bigReadBufSize once reads
+	// keep filling all the space they are given (a stream of small frames: fewer, larger
+	// reads). last is the length of the space Buffer gave, fills the reads in a row that
+	// filled it.
+	readSize, last, fills int
+	frames                []Frame
+	err                   *CodecError
 	// detached: buf holds exactly one large frame, read straight into memory of its own
 	// that is handed out with the frame (Frame.Owned); shared is the regular buffer.
 	detached bool
 	shared   []byte
+	pooled   *[]byte // the handle of buf while detached (bufpool.go)
 }
 
 const (
-	readBufSize = 64 << 10
-	minRead     = 4 << 10
+	readBufSize    = 64 << 10
+	bigReadBufSize = 256 << 10
+	minRead        = 4 << 10
 	// keepBufSize: a buffer enlarged for big frames is kept up to this size; larger ones
 	// are dropped once big frames stop coming, so a burst does not pin them.
 	keepBufSize = 1 << 20
@@ -76,14 +83,16 @@ func (d *Decoder) Buffer() []byte {
 		b := d.buf[d.r:]
 		t := FrameType(b[3] & 0xF)
 		if frame := d.need(); frame >= detachMin && (t == TypeRequest || t == TypeResponse) && Flags(b[3]>>4)&FlagFollows == 0 {
-			nb := make([]byte, frame)
+			nb, p := getBuf(frame)
 			held := copy(nb, d.buf[d.r:d.w])
+			d.pooled = p
 			d.shared = d.buf
 			d.buf, d.r, d.w, d.detached = nb, 0, held, true
 			return d.buf[d.w:]
 		}
 	}
 	d.reserve(minRead)
+	d.last = len(d.buf) - d.w
 	return d.buf[d.w:]
 }
 
@@ -97,19 +106,19 @@ func (d *Decoder) reserve(min int) {
 	if need < held+min {
 		need = held + min
 	}
-	size := readBufSize
+	size := max(d.readSize, readBufSize)
 	if need > size {
 		size = need
 		d.small = 0
 	} else if cap(d.buf) > keepBufSize {
 		// Drop an enlarged buffer once big frames stop coming, so a burst does not pin it.
 		if d.small++; d.small > 16 {
-			nb := make([]byte, readBufSize)
+			nb := make([]byte, size)
 			copy(nb, d.buf[d.r:d.w])
 			d.buf, d.r, d.w, d.small = nb, 0, held, 0
 		}
 	}
-	if d.r+need <= len(d.buf) && len(d.buf)-d.w >= min {
+	if d.r+need <= len(d.buf) && len(d.buf)-d.w >= min && len(d.buf) >= size {
 		return
 	}
 	if size <= len(d.buf) {
@@ -127,6 +136,13 @@ func (d *Decoder) Commit(n int) ([]Frame, error) {
 	d.frames = d.frames[:0]
 	if d.err != nil {
 		return nil, d.err
+	}
+	if n == d.last && !d.detached {
+		if d.fills++; d.fills >= 4 {
+			d.readSize = bigReadBufSize
+		}
+	} else {
+		d.fills = 0
 	}
 	d.w += n
 	return d.scan()
@@ -199,12 +215,13 @@ func (d *Decoder) scan() ([]Frame, error) {
 		}
 		f.Offset = d.off
 		f.Owned = d.detached
+		f.pooled = d.pooled
 		d.r += total
 		d.off += int64(total)
 	}
 	if d.detached && d.r == d.w {
 		d.buf, d.r, d.w, d.detached = d.shared, 0, 0, false
-		d.shared = nil
+		d.shared, d.pooled = nil, nil
 	}
 	return d.frames, nil
 }

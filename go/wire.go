@@ -141,6 +141,9 @@ type Frame struct {
 	// Owned: the frame's bytes are in memory of their own that the decoder will not reuse,
 	// so Body may be kept without a copy.
 	Owned bool
+	// pooled is the handle of that memory when it came from the buffer pool: the session
+	// may give it back once the message is no longer used (bufpool.go).
+	pooled *[]byte
 }
 
 // Setting is one HELLO key/value pair.

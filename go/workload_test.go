@@ -443,52 +443,70 @@ func BenchmarkWorkloads(b *testing.B) {
 				stop()
 			}
 		}
-		var res [2]results
+		var res, lo, hi [2]results
 		for i := range res {
-			res[i] = medianResults(all[i])
+			res[i] = pickResults(all[i], 0.5)
+			lo[i] = pickResults(all[i], 0)
+			hi[i] = pickResults(all[i], 1)
 		}
-		p, r := res[0], res[1]
 		pair := len(AppendResponse(AppendRequest(nil, 1, 0, "db", "query", nil, make([]byte, 32)), 1, FlagEnd, make([]byte, 32)))
 		rows := []struct {
 			name       string
-			pv, rv     float64
+			get        func(results) float64
 			unit, goal string
 		}{
-			{"W1 latency p50", us(p.p50), us(r.p50), "µs", "ratio <= 1.1"},
-			{"W1 latency p99", us(p.p99), us(r.p99), "µs", ""},
-			{"W2 64 in flight", p.callsPerS, r.callsPerS, "calls/s", "ratio >= 0.7"},
-			{"W3 64 KiB echo", p.mibPerS, r.mibPerS, "MiB/s", "ratio >= 0.9"},
-			{"W4 stream 32 B", p.itemsPerS, r.itemsPerS, "items/s", "ratio >= 0.5"},
-			{"W5 CPU per call", us(p.cpuPerCall), us(r.cpuPerCall), "µs", "ratio <= 1.5"},
-			{"W6 bytes per pair", float64(pair), 80, "B", "pipit = 83"},
-			{"W7 server VmHWM", float64(p.serverHWM) / 1024, float64(r.serverHWM) / 1024, "MiB", "pipit <= raw + 2"},
+			{"W1 latency p50", func(r results) float64 { return us(r.p50) }, "µs", "ratio <= 1.1"},
+			{"W1 latency p99", func(r results) float64 { return us(r.p99) }, "µs", ""},
+			{"W2 64 in flight", func(r results) float64 { return r.callsPerS }, "calls/s", "ratio >= 0.7"},
+			{"W3 64 KiB echo", func(r results) float64 { return r.mibPerS }, "MiB/s", "ratio >= 0.9"},
+			{"W4 stream 32 B", func(r results) float64 { return r.itemsPerS }, "items/s", "ratio >= 0.5"},
+			{"W5 CPU per call", func(r results) float64 { return us(r.cpuPerCall) }, "µs", "ratio <= 1.5"},
+			{"W6 bytes per pair", nil, "B", "pipit = 83"},
+			{"W7 server VmHWM", func(r results) float64 { return float64(r.serverHWM) / 1024 }, "MiB", "pipit <= raw + 2"},
 		}
-		fmt.Printf("\n%-20s %14s %14s %8s  %-8s %s\n", "workload", "pipit", "raw", "ratio", "unit", "goal")
+		// Each figure is the median of its runs, then [lowest, highest]; the ratio is the
+		// medians' ratio, then the ratios of the runs paired in the order they ran.
+		fmt.Printf("\n%d runs each\n%-18s %-34s %-34s %-18s %-8s %s\n", reps, "workload", "pipit", "raw", "ratio", "unit", "goal")
 		for _, row := range rows {
-			fmt.Printf("%-20s %14.2f %14.2f %8.2f  %-8s %s\n", row.name, row.pv, row.rv, row.pv/row.rv, row.unit, row.goal)
+			if row.get == nil {
+				fmt.Printf("%-18s %-34s %-34s %-18.2f %-8s %s\n", row.name, fmt.Sprint(pair), "80", float64(pair)/80, row.unit, row.goal)
+				continue
+			}
+			cell := func(i int) string {
+				return fmt.Sprintf("%.4g [%.4g, %.4g]", row.get(res[i]), row.get(lo[i]), row.get(hi[i]))
+			}
+			ratios := make([]float64, reps)
+			for k := range ratios {
+				ratios[k] = row.get(all[0][k]) / row.get(all[1][k])
+			}
+			sort.Float64s(ratios)
+			fmt.Printf("%-18s %-34s %-34s %-18s %-8s %s\n", row.name, cell(0), cell(1),
+				fmt.Sprintf("%.2f [%.2f, %.2f]", row.get(res[0])/row.get(res[1]), ratios[0], ratios[len(ratios)-1]), row.unit, row.goal)
 		}
 	})
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-func medianResults(rs []results) results {
-	med := func(get func(results) float64) float64 {
+// pickResults takes, figure by figure, the value at quantile q of the runs (0: the lowest,
+// 0.5: the median, 1: the highest).
+func pickResults(rs []results, q float64) results {
+	pick := func(get func(results) float64) float64 {
 		v := make([]float64, len(rs))
 		for i, r := range rs {
 			v[i] = get(r)
 		}
 		sort.Float64s(v)
-		return v[len(v)/2]
+		return v[int(q*float64(len(v)-1)+0.5)]
 	}
 	return results{
-		p50:        time.Duration(med(func(r results) float64 { return float64(r.p50) })),
-		p99:        time.Duration(med(func(r results) float64 { return float64(r.p99) })),
-		callsPerS:  med(func(r results) float64 { return r.callsPerS }),
-		mibPerS:    med(func(r results) float64 { return r.mibPerS }),
-		itemsPerS:  med(func(r results) float64 { return r.itemsPerS }),
-		cpuPerCall: time.Duration(med(func(r results) float64 { return float64(r.cpuPerCall) })),
-		serverHWM:  int64(med(func(r results) float64 { return float64(r.serverHWM) })),
+		p50:        time.Duration(pick(func(r results) float64 { return float64(r.p50) })),
+		p99:        time.Duration(pick(func(r results) float64 { return float64(r.p99) })),
+		callsPerS:  pick(func(r results) float64 { return r.callsPerS }),
+		mibPerS:    pick(func(r results) float64 { return r.mibPerS }),
+		itemsPerS:  pick(func(r results) float64 { return r.itemsPerS }),
+		cpuPerCall: time.Duration(pick(func(r results) float64 { return float64(r.cpuPerCall) })),
+		serverHWM:  int64(pick(func(r results) float64 { return float64(r.serverHWM) })),
 	}
 }
 
