@@ -358,6 +358,48 @@ func TestCallArgumentLimits(t *testing.T) {
 // TestRequestMemoryReuse: requests of every size, served at once by handlers that echo
 // them, reuse calls and pooled memory that the session recycles only once each answer is
 // written; a call whose context the handler used is never recycled.
+// TestRequestKeptByDefault: without Options.ReuseRequestMemory a handler may keep req.Payload
+// and ctx: later calls never write over them.
+func TestRequestKeptByDefault(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			mux := testMux()
+			var mu sync.Mutex
+			var kept [][]byte
+			var ctxs []context.Context
+			mux.HandleUnary("t", "keep", func(ctx context.Context, req *Request) ([]byte, error) {
+				mu.Lock()
+				kept = append(kept, req.Payload)
+				ctxs = append(ctxs, ctx)
+				mu.Unlock()
+				return nil, nil
+			})
+			client, _ := connPair(t, tr, mux, Options{})
+			sizes := []int{1, 100, smallPayload, smallPayload + 1, 3000, detachMin + 5, 70000, 300000}
+			for round := 0; round < 20; round++ {
+				for _, n := range sizes {
+					if _, err := client.Call(context.Background(), "t", "keep", bytes.Repeat([]byte{byte(round*len(sizes) + n)}, n)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for k, p := range kept {
+				round, n := k/len(sizes), sizes[k%len(sizes)]
+				if !bytes.Equal(p, bytes.Repeat([]byte{byte(round*len(sizes) + n)}, n)) {
+					t.Fatalf("kept payload %d (round %d, %d bytes) was written over", k, round, n)
+				}
+			}
+			for k, c := range ctxs {
+				if c.Err() == nil {
+					t.Fatalf("ctx %d of a finished call is not done: it was reused", k)
+				}
+			}
+		})
+	}
+}
+
 func TestRequestMemoryReuse(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
@@ -368,7 +410,7 @@ func TestRequestMemoryReuse(t *testing.T) {
 				_ = ctx.Err()
 				return append([]byte(nil), req.Payload...), nil
 			})
-			client, _ := connPair(t, tr, mux, Options{})
+			client, _ := connPair(t, tr, mux, Options{ReuseRequestMemory: true})
 			sizes := []int{0, 1, 100, smallPayload, smallPayload + 1, 3000, detachMin - 100, detachMin + 5, 70000, 300000}
 			var wg sync.WaitGroup
 			for g := 0; g < 8; g++ {

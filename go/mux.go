@@ -12,15 +12,15 @@ import (
 // any other error is APPLICATION_ERROR with its text. ctx ends when the caller cancels,
 // the deadline passes, the connection closes or the handler returns.
 //
-// req and its Payload are valid until the handler returns, like the body of a net/http
-// request: the connection then reuses their memory. Copy what you keep, and give a
-// goroutine that outlives the handler a context of its own (context.WithoutCancel(ctx)
-// keeps ctx's values).
+// req and its Payload are the handler's to keep. On a connection made with
+// Options.ReuseRequestMemory they are valid only until the handler returns, like the body
+// of a net/http request, and so is ctx: copy what you keep, and give a goroutine that
+// outlives the handler a context of its own (context.WithoutCancel(ctx) keeps the values).
 type UnaryHandler func(ctx context.Context, req *Request) ([]byte, error)
 
 // StreamHandler serves a method that produces a stream: it sends messages with w and
-// returns nil to end the call with OK, or an error for its status. req, its Payload and w
-// are valid until the handler returns, as for a UnaryHandler.
+// returns nil to end the call with OK, or an error for its status. w is valid until the
+// handler returns; req and its Payload are as for a UnaryHandler.
 type StreamHandler func(ctx context.Context, req *Request, w *StreamWriter) error
 
 // Mux routes calls to handlers by service and method. It is safe for concurrent use, and

@@ -30,6 +30,14 @@ type Options struct {
 	NoHello bool
 	// NoIntrospection turns off the $pipit/methods method (§8.11).
 	NoIntrospection bool
+	// ReuseRequestMemory lets the connection reuse a served call's memory once its handler
+	// has returned: the Request, its Payload (a large one comes from a pool) and, when the
+	// handler never used it, its ctx. A handler must then treat req, req.Payload and ctx as
+	// valid only until it returns, like the body of a net/http request: copy what it keeps,
+	// and give a goroutine that outlives it a context of its own. It saves the allocations
+	// of a served call and keeps a busy server's heap small. Off by default: a handler may
+	// keep what it is given.
+	ReuseRequestMemory bool
 }
 
 func (o *Options) setDefaults() {

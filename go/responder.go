@@ -23,13 +23,13 @@ import (
 	"time"
 )
 
-// Request is what a handler receives. It is valid until the handler returns: the
-// connection may then reuse it for another call.
+// Request is what a handler receives. It is the handler's to keep, unless the connection
+// was made with Options.ReuseRequestMemory: then it is valid until the handler returns.
 type Request struct {
 	Service, Method string
-	// Payload is the request message. It is valid until the handler returns (and when the
-	// handler returns it, or sends it, until that is written): the connection then reuses
-	// its memory. Copy it to keep it.
+	// Payload is the request message: the handler's to keep, unless the connection reuses
+	// request memory (Options.ReuseRequestMemory), which makes it valid until the handler
+	// returns (and when the handler returns it, or sends it, until that is written).
 	Payload []byte
 	// Text: the payload carried the TEXT flag.
 	Text bool
@@ -434,8 +434,13 @@ func (s *Session) Served(in *InCall, reusable bool) {
 	}
 }
 
-// retire recycles the memory of a call that is over and whose handler returned.
+// retire recycles the memory of a call that is over and whose handler returned, when the
+// user allowed it (Options.ReuseRequestMemory): otherwise the handler may have kept it.
 func (s *Session) retire(in *InCall) {
+	if !s.opt.ReuseRequestMemory {
+		in.pooled = nil
+		return
+	}
 	if in.pooled != nil {
 		s.afterWrite = append(s.afterWrite, in.pooled)
 		in.pooled = nil

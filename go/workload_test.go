@@ -48,7 +48,8 @@ func childServe(mode, path string) {
 			return nil
 		})
 		mux.HandleUnary("b", "stats", func(ctx context.Context, req *Request) ([]byte, error) { return procStats(), nil })
-		l, err := Listen(path, mux, ListenOptions{})
+		// PIPIT_REUSE=1 measures a server made with Options.ReuseRequestMemory.
+		l, err := Listen(path, mux, ListenOptions{Options: Options{ReuseRequestMemory: os.Getenv("PIPIT_REUSE") == "1"}})
 		if err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)
