@@ -1,4 +1,5 @@
 import { expect, it } from 'vitest';
+import { scaled } from '../helpers/slow.js';
 import { Child, RawPeer, hex, socketPath, within } from './fixtures/kit.js';
 const MiB = 1024 * 1024;
 it.each(['syncTicks', 'ticks'])('%s: a caller granting a large credit and never reading cannot make the server queue without bound', async (method) => {
@@ -14,4 +15,4 @@ it.each(['syncTicks', 'ticks'])('%s: a caller granting a large credit and never 
   const s = await within(child.ask({ cmd: 'stats' }, 'stats'), 20000, 'stats');
   console.log(method, 'produced', s.produced, 'peak write buffer MiB', (s.maxWritable / MiB).toFixed(0), 'RSS MiB', (base.rss / MiB).toFixed(0), '->', (s.rss / MiB).toFixed(0));
   expect(s.rss - base.rss).toBeLessThan(64 * MiB);
-}, 60000);
+}, scaled(60_000));
