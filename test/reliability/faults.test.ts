@@ -187,7 +187,6 @@ describe('handlers that fail', () => {
   it('throw, reject, throw non-Errors, settle after their deadline or never: each call gets its status, the server table empties, the process lives on', async () => {
     const { child, path } = await serverProcess();
     const peer = await connect(path);
-    const t0 = performance.now();
     type Result = { what: string; ok: boolean; code?: string; status?: number; message?: string; items?: string[] };
     const call = (what: string, method: string, payload: string, timeout?: number): Promise<Result> =>
       peer.call('svc', method, payload, timeout === undefined ? {} : { timeout }).then(
@@ -233,7 +232,7 @@ describe('handlers that fail', () => {
 
     // Let the late handlers settle: their results must be dropped, not sent as a second
     // terminal frame (which this side would answer with a PROTOCOL_ERROR).
-    await new Promise((r) => setTimeout(r, Math.max(0, 350 - (performance.now() - t0))));
+    await child.ask({ cmd: 'when', counts: { 'resolvesLate-settled': 10, 'rejectsLate-settled': 10 } }, 'reached');
     expect((await peer.call('svc', 'echo', 'still fine')).toString()).toBe('still fine');
     expect(peer.closed).toBe(false);
     const s = await stats(child);
@@ -259,11 +258,14 @@ describe('GOAWAY during a burst', () => {
     const N = 3000;
     const pad = 'p'.repeat(1000); // 3 MB in all: the burst is still arriving when GOAWAY leaves
     const settled = Promise.allSettled(Array.from({ length: N }, (_, i) => peer.call('svc', 'count', `${i}:${pad}`)));
+    // Wait until the server has read all the burst: bytesWritten counts what is still
+    // buffered, and the session may write held calls later, so ask again until nothing more
+    // was written meanwhile.
     const socket = peer.transport as import('node:net').Socket;
     for (;;) {
-      const s = await stats(child);
-      if (socket.writableLength === 0 && s.bytesRead === socket.bytesWritten) break;
-      await new Promise((r) => setTimeout(r, 10));
+      const written = socket.bytesWritten;
+      const { bytesRead } = await child.ask({ cmd: 'when-read', bytes: written }, 'read');
+      if (bytesRead === socket.bytesWritten && socket.writableLength === 0) break;
     }
     child.send({ cmd: 'release' });
     const results = await settled;
