@@ -184,7 +184,7 @@ flock 9
 prepare_qemu
 prepare_sysroot
 HAVE_BINFMT="$(register_binfmt)"
-flock -u 9
+exec 9>&-
 
 # A bin directory that puts the ARM node first on PATH.
 BIN="$CACHE/bin-$ARCH"
