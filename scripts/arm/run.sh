@@ -166,8 +166,13 @@ prepare_sysroot() {
 # --- binfmt_misc -----------------------------------------------------------------------------
 # Prints "yes" when ARM executables started by any process run under our qemu.
 register_binfmt() {
-  local entry="$BINFMT/$ENTRY"
-  if [ -e "$entry" ] && grep -qx "interpreter $QEMU" "$entry" && grep -qx enabled "$entry"; then echo yes; return; fi
+  local entry="$BINFMT/$ENTRY" current
+  if [ -e "$entry" ] && grep -qx enabled "$entry"; then
+    # Another checkout's entry with the same qemu binary will do: replacing it would leave a
+    # moment without one, when a run of that checkout could fail to start a child process.
+    current="$(sed -n 's/^interpreter //p' "$entry")"
+    if [ "$current" = "$QEMU" ] || { [ -n "$current" ] && cmp -s "$current" "$QEMU"; }; then echo yes; return; fi
+  fi
   if [ "$(id -u)" != 0 ]; then echo no; return; fi
   if [ ! -e "$BINFMT/register" ]; then
     mount -t binfmt_misc binfmt_misc "$BINFMT" 2>/dev/null || { echo no; return; }
