@@ -8,14 +8,19 @@
  * and Map churn, Buffer writes, JSON and hex, and promise turns through the event loop. It
  * starts cold, as a test's first calls do, and is timed by the wall clock, so a machine busy
  * with other processes reads as slower too, as it is for the tests. The factor is that time
- * over the reference time, never below 1: bounds are only ever widened. Emulated ARM (qemu)
- * reads 10–30; a fast idle machine reads 1.
+ * over the reference time, never below 1: bounds are only ever widened. Under qemu (arm64
+ * and armhf) it read 3.5–26.5 on the reference machine, depending on what else ran there;
+ * natively 1–1.7.
  *
  * PIPIT_SLOW=<factor> replaces the measurement (PIPIT_SLOW=1 keeps the reference bounds).
  */
 import { performance } from 'node:perf_hooks';
 
-/** One calibration run on the reference machine, idle, ms (the best of 10 runs; usual 100–130). */
+/**
+ * One calibration run on the reference machine, ms: the median of 16 runs there (53–172 ms,
+ * with other jobs sharing the machine). Under qemu the same run took 345–2,650 ms (armhf
+ * and arm64, Cortex-A7 and A72 models, on the same machine while it was that busy).
+ */
 export const REFERENCE_MS = 100;
 
 function churn(n: number): number {
