@@ -12,6 +12,7 @@ import type { Codec } from '../../bindings/codec.js';
 import { MAX_FRAME_BYTES_LIMIT } from '../../bindings/constants.js';
 import { ProtocolError } from '../../bindings/errors.js';
 import { byteAtATime, converse, randomPieces, whole, type Recording } from './fixtures/conversation.js';
+import { scaled } from '../helpers/slow.js';
 
 // The real functions, captured before any spy wraps them.
 const originalAlloc = { allocUnsafe: Buffer.allocUnsafe, allocUnsafeSlow: Buffer.allocUnsafeSlow, alloc: Buffer.alloc };
@@ -191,5 +192,5 @@ describe('a long conversation delivered one byte at a time', () => {
       expect(bytewise).toEqual(one);
       expect(one.frames.length).toBe(frames.length);
     }
-  }, 60_000);
+  }, scaled(60_000));
 });

@@ -4,6 +4,7 @@
  * reported with a seed, instead of stalling the test run). PIPIT_FUZZ_SEED fixes the seed.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { scaled } from '../helpers/slow.js';
 import { built, runNode } from './fixtures/kit.js';
 
 const CODEC_INPUTS = Number(process.env.PIPIT_FUZZ_INPUTS ?? 12_000);
@@ -21,9 +22,9 @@ interface Summary {
 let summary: Summary;
 
 beforeAll(async () => {
-  const args = ['--inputs', String(CODEC_INPUTS), '--session', String(SESSION_CASES), '--json', '--stall-ms', '15000'];
+  const args = ['--inputs', String(CODEC_INPUTS), '--session', String(SESSION_CASES), '--json', '--stall-ms', String(scaled(15_000))];
   if (process.env.PIPIT_FUZZ_SEED !== undefined) args.push('--seed', process.env.PIPIT_FUZZ_SEED);
-  const r = await runNode(built('scripts/fuzz.js'), args, { timeoutMs: 120_000 });
+  const r = await runNode(built('scripts/fuzz.js'), args, { timeoutMs: scaled(120_000) });
   const line = r.stdout.trim().split('\n').at(-1) ?? '';
   try {
     summary = JSON.parse(line) as Summary;
@@ -32,7 +33,7 @@ beforeAll(async () => {
   }
   const f = summary.failures.length;
   console.log(`fuzz: seed ${summary.seed}, ${summary.inputsPerCodec.ts} inputs per codec, ${summary.sessionCases} session cases, ${f} failures, ${summary.seconds.toFixed(1)} s`);
-}, 150_000);
+}, scaled(150_000));
 
 function failuresOf(prop: string): string {
   return summary.failures

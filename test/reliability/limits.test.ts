@@ -138,14 +138,10 @@ describe('output for a peer that never reads', () => {
     for (let i = 0; i < N; i += 4096) {
       raw.write(Array.from({ length: 4096 }, (_, k) => request(i + k, 'blob', hex(size))));
     }
-    // Wait until the server has stalled: its count stops moving.
-    let s = await stats(child, false);
-    for (let last = -1; s.counts.blob !== last; ) {
-      last = s.counts.blob;
-      await new Promise((r) => setTimeout(r, 100));
-      s = await stats(child, false);
-    }
-    const stalled = s;
+    // Wait until the server has stalled: it stops reading (it reads again only once its
+    // output drains, which this peer never lets happen), so its count stops moving.
+    const stalled = await within(child.ask({ cmd: 'when', pauses: 1 }, 'reached'), 10_000, 'the server to stop reading');
+    expect((await stats(child, false)).counts.blob).toBe(stalled.counts.blob);
     const stalledGc = await stats(child);
     // Congested at 1 MiB: later requests are held (at most maxInflight), refused beyond that,
     // and once the peer keeps pushing, the server stops reading. Output stays near the limit.

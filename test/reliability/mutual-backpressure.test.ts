@@ -8,6 +8,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, listen, type Peer } from '../../bindings/index.js';
+import { scaled } from '../helpers/slow.js';
+
+/** Both bursts take well under a second on the reference machine; longer than this is stuck. */
+const STUCK_MS = scaled(15_000);
 
 it('two peers calling each other with 200 x 64 KiB at once both finish', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pipit-mb-'));
@@ -20,7 +24,7 @@ it('two peers calling each other with 200 x 64 KiB at once both finish', async (
   const burst = (peer: Peer) => Promise.all(Array.from({ length: 200 }, () => peer.call('svc', 'echo', payload)));
   let timer: NodeJS.Timeout | undefined;
   const stuck = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`stuck: client ${client.session.outgoingCalls} / server ${other.session.outgoingCalls} calls in flight`)), 15_000);
+    timer = setTimeout(() => reject(new Error(`stuck: client ${client.session.outgoingCalls} / server ${other.session.outgoingCalls} calls in flight after ${STUCK_MS} ms`)), STUCK_MS);
   });
   const [a, b] = (await Promise.race([Promise.all([burst(client), burst(other)]), stuck])) as Buffer[][];
   clearTimeout(timer);
@@ -29,4 +33,4 @@ it('two peers calling each other with 200 x 64 KiB at once both finish', async (
   await client.close();
   await server.close();
   rmSync(dir, { recursive: true, force: true });
-}, 30_000);
+}, STUCK_MS + 15_000);
