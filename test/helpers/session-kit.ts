@@ -9,7 +9,8 @@ import { PipitError } from '../../bindings/errors.js';
 import type { MessageStream } from '../../bindings/message-stream.js';
 import type { Session, SessionOptions } from '../../bindings/session.js';
 import type { HandlerContext } from '../../bindings/routes.js';
-import { End } from './pair.js';
+import { End, watch } from './pair.js';
+import type { OutputModel } from './output-model.js';
 import { encodeFrames, rowToFrame, type VFrame } from './frames.js';
 
 /** A decoded frame plus its size on the wire. */
@@ -19,19 +20,23 @@ export interface TappedFrame extends VFrame {
 
 /**
  * Records everything a session hands out through `takeOutput()` (which Pair calls), decoded
- * into plain frames. The decoder is strict: a frame above `maxFrameBytes` fails the test.
+ * into plain frames. The decoder is strict: a frame above `maxFrameBytes` fails the test. The
+ * session is watched by the session oracle too (output-model.ts, via `watch` in pair.ts):
+ * what it writes must be allowed by what it received.
  */
 export class Tap {
   readonly frames: TappedFrame[] = [];
   /** Every byte written, in order. */
   private readonly segments: Buffer[] = [];
   private readonly decoder: Decoder;
+  readonly model: OutputModel;
 
   constructor(
     readonly session: Session,
     maxFrameBytes = MAX_FRAME_BYTES_LIMIT,
   ) {
     this.decoder = tsCodec.createDecoder(maxFrameBytes);
+    this.model = watch(session);
     const take = session.takeOutput.bind(session);
     session.takeOutput = () => {
       const segments = take();
