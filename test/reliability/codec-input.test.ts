@@ -7,7 +7,8 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { codecs } from '../helpers/codecs.js';
-import { decodeChunks, encodeFrames } from '../helpers/frames.js';
+import { decodeChecked } from '../helpers/decode-checked.js';
+import { encodeFrames } from '../helpers/frames.js';
 import type { Codec } from '../../bindings/codec.js';
 import { MAX_FRAME_BYTES_LIMIT } from '../../bindings/constants.js';
 import { ProtocolError } from '../../bindings/errors.js';
@@ -186,8 +187,8 @@ describe('a long conversation delivered one byte at a time', () => {
 
     // The recorded byte streams decode identically in one chunk and one byte at a time.
     for (const [bytes, frames] of [[r.bytesAB, r.framesAB], [r.bytesBA, r.framesBA]] as const) {
-      const one = decodeChunks(codec, [bytes], 262144);
-      const bytewise = decodeChunks(codec, [...bytes].map((b) => Uint8Array.of(b)), 262144);
+      const one = decodeChecked(codec, [bytes], 262144);
+      const bytewise = decodeChecked(codec, [...bytes].map((b) => Uint8Array.of(b)), 262144);
       expect(one.error).toBeNull();
       expect(bytewise).toEqual(one);
       expect(one.frames.length).toBe(frames.length);
