@@ -50,6 +50,7 @@ import { arbFrame } from '../test/helpers/arbitraries.js';
 import { decodeChecked, describeThrown } from '../test/helpers/decode-checked.js';
 import { encodeFrames, type Decoded, type VFrame } from '../test/helpers/frames.js';
 import { OutputModel } from '../test/helpers/output-model.js';
+import { freshSeed } from '../test/helpers/prng.js';
 
 export const PROPS = ['codec-random', 'codec-soup', 'codec-mutated', 'session'] as const;
 export type Prop = (typeof PROPS)[number];
@@ -942,7 +943,7 @@ function parseOptions(argv: string[]): Options {
   const o: Options = {
     inputs: 1_000_000,
     session: 50_000,
-    seed: (Date.now() ^ (Math.random() * 0x7fffffff)) | 0,
+    seed: freshSeed(),
     workers: Math.max(1, Math.min(2, availableParallelism())),
     stallMs: 20_000,
     json: false,

@@ -36,6 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { connect, listen, PipitError, type Peer, type Server } from '../bindings/index.js';
 import type { HandlerContext } from '../bindings/routes.js';
+import { Prng, freshSeed } from '../test/helpers/prng.js';
 
 interface Config {
   /** Run the other process with V8's default young generation (see the header). */
@@ -54,14 +55,10 @@ const EXPECTED = new Set(['OK', 'CANCELLED', 'DEADLINE_EXCEEDED', 'APPLICATION_E
 
 // ---- deterministic randomness ---------------------------------------------------
 
+/** Numbers in [0, 1) from the tests' seeded generator (test/helpers/prng.ts). */
 function rng(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
+  const prng = new Prng(seed);
+  return () => prng.float();
 }
 
 /** Payload sizes: mostly small, some up to 64 KiB, a few up to 300 KiB (fragmented: the frame limit is 256 KiB). */
@@ -421,7 +418,7 @@ interface Check {
 }
 
 function parse(argv: string[]): { cfg: Config; json: boolean } {
-  const cfg: Config = { defaultGc: false, calls: 1_000_000, items: 1_000_000, itemBytes: 1024, concurrency: 256, seed: (Date.now() & 0x7fffffff) >>> 0 };
+  const cfg: Config = { defaultGc: false, calls: 1_000_000, items: 1_000_000, itemBytes: 1024, concurrency: 256, seed: freshSeed() };
   let json = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -459,6 +456,8 @@ function merge(a: DriveResult, b: DriveResult): DriveResult {
 
 async function main(argv: string[]): Promise<number> {
   const { cfg, json } = parse(argv);
+  // The seed fixes the operation mix and its sizes; when each call settles still depends on timing.
+  const replay = `npm run soak -- --seed ${cfg.seed} --calls ${cfg.calls} --items ${cfg.items}${cfg.defaultGc ? ' --default-gc' : ''}`;
   gcHeap(); // fails early without --expose-gc
   const say = (s: string): void => {
     if (!json) console.log(s);
@@ -609,10 +608,14 @@ async function main(argv: string[]): Promise<number> {
       slowStream: { items: got, seconds: bulkSeconds, producerRssBase: bulk.base, producerRssMax: bulk.max, producerRssGrowth: growth, producerBuffersGrowth: buffersGrowth, producerWriteBufferMax: writableMax, defaultGc: cfg.defaultGc },
       checks,
       ok: failed.length === 0,
+      replay,
     };
     if (json) console.log(JSON.stringify(summary));
-    else say(failed.length === 0 ? '\nall checks passed' : `\n${failed.length} checks FAILED: ${failed.map((c) => c.name).join(', ')}`);
+    else say(failed.length === 0 ? '\nall checks passed' : `\n${failed.length} checks FAILED: ${failed.map((c) => c.name).join(', ')} (seed ${cfg.seed}; replay: ${replay})`);
     return failed.length === 0 ? 0 : 1;
+  } catch (e) {
+    console.error(`soak failed (seed ${cfg.seed}; replay: ${replay})`);
+    throw e;
   } finally {
     proc.kill('SIGKILL');
     if (server !== null) await server.close({ timeout: 100 }).catch(() => {});

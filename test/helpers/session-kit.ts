@@ -11,6 +11,7 @@ import type { Session, SessionOptions } from '../../bindings/session.js';
 import type { HandlerContext } from '../../bindings/routes.js';
 import { End, watch } from './pair.js';
 import type { OutputModel } from './output-model.js';
+import { Prng } from './prng.js';
 import { encodeFrames, rowToFrame, type VFrame } from './frames.js';
 
 /** A decoded frame plus its size on the wire. */
@@ -193,17 +194,9 @@ export async function turn(): Promise<void> {
   await new Promise((r) => setImmediate(r));
 }
 
-/** Bytes of the given size, filled deterministically. */
+/** Bytes of the given size, filled deterministically: the same `seed` gives the same bytes. */
 export function pattern(n: number, seed = 1): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
+  return new Prng(seed).fill(Buffer.allocUnsafe(n)) as Buffer;
 }
 
 /** Handlers that wait until released or aborted, recording their context. */
