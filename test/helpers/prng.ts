@@ -1,7 +1,7 @@
 /**
  * The one seeded pseudo-random generator of the tests and scripts (xorshift32, Marsaglia
  * 2003): payload patterns (session-kit.ts `pattern`), the random pieces a conversation is cut
- * into (reliability/fixtures/conversation.ts), the soak's operation mix (scripts/soak.ts).
+ * into (conversation.ts), the soak's operation mix (scripts/soak.ts).
  * Not for anything that needs real randomness: the same seed always gives the same numbers,
  * which is the point — a failure found with seed N is replayed with seed N.
  *

@@ -12,7 +12,7 @@ import { encodeFrames } from '../helpers/frames.js';
 import type { Codec } from '../../bindings/codec.js';
 import { MAX_FRAME_BYTES_LIMIT } from '../../bindings/constants.js';
 import { ProtocolError } from '../../bindings/errors.js';
-import { byteAtATime, converse, randomPieces, whole, type Recording } from './fixtures/conversation.js';
+import { byteAtATime, converse, randomPieces, whole, type Recording } from '../helpers/conversation.js';
 import { seeded } from '../helpers/seed.js';
 import { scaled } from '../helpers/slow.js';
 

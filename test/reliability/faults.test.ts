@@ -1,5 +1,5 @@
 /**
- * Faults over real Unix sockets, with the pipit side in a second process (fixtures/proc.mjs,
+ * Faults over real Unix sockets, with the pipit side in a second process (test/fixtures/peer.mjs,
  * importing dist/bindings/index.js) and this process playing the other peer, raw or pipit:
  *  - the peer half-closes its socket (end() without close);
  *  - garbage follows valid frames in the same write;
@@ -7,26 +7,11 @@
  *  - GOAWAY lands in the middle of a burst of calls.
  */
 import { describe, expect, it } from 'vitest';
-import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { connect, PipitError, type Peer } from '../../bindings/index.js';
 import { encodeFrames, type VFrame } from '../helpers/frames.js';
 import { scaled } from '../helpers/slow.js';
-import { Child, RawPeer, hex, socketPath, within, type Msg } from './fixtures/kit.js';
-
-/** A raw server on `path`; resolves with it and a promise of its first connection. */
-async function rawServer(path: string): Promise<{ server: net.Server; next: () => Promise<RawPeer> }> {
-  const waiting: Array<(p: RawPeer) => void> = [];
-  const ready: RawPeer[] = [];
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    const peer = new RawPeer(socket);
-    const w = waiting.shift();
-    if (w) w(peer);
-    else ready.push(peer);
-  });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
-  return { server, next: () => (ready.length > 0 ? Promise.resolve(ready.shift()!) : new Promise((r) => waiting.push(r))) };
-}
+import { Child, RawPeer, hex, rawServer, serverProcess, socketPath, within, type Msg, type PeerOptions } from '../helpers/harness.js';
 
 /** The REQUEST frames a raw peer received, by the payload the fixture put in them (its tag). */
 function byTag(raw: RawPeer): Map<string, VFrame> {
@@ -35,11 +20,10 @@ function byTag(raw: RawPeer): Map<string, VFrame> {
   return m;
 }
 
-async function serverProcess(options: Record<string, unknown> = {}, execArgv: string[] = []): Promise<{ child: Child; path: string }> {
+/** A fixture server process on a fresh socket path. */
+async function server(options: PeerOptions = {}): Promise<{ child: Child; path: string }> {
   const path = socketPath();
-  const child = new Child('proc.mjs', ['listen', path, JSON.stringify(options)], execArgv);
-  await child.next('listening');
-  return { child, path };
+  return { child: await serverProcess(path, options), path };
 }
 
 const stats = (child: Child, gc = false): Promise<Msg> => child.ask({ cmd: 'stats', gc }, 'stats');
@@ -48,7 +32,7 @@ describe('half-closed socket', () => {
   it('the server half-closes: the client process fails its pending calls and streams CONNECTION_CLOSED at once, aborts its handlers, ends its side', async () => {
     const path = socketPath();
     const { server, next } = await rawServer(path);
-    const child = new Child('proc.mjs', ['connect', path]);
+    const child = Child.fork('peer.mjs', ['connect', path]);
     const raw = await next();
     await child.next('connected');
     // A call from the raw side that the client's handler holds open.
@@ -94,7 +78,7 @@ describe('half-closed socket', () => {
   });
 
   it('a client half-closes: the server process aborts the handlers of its calls, empties its table, ends its side and keeps serving', async () => {
-    const { child, path } = await serverProcess();
+    const { child, path } = await server();
     const raw = await RawPeer.connect(path, { allowHalfOpen: true });
     await child.next('connection');
     raw.write([
@@ -135,7 +119,7 @@ describe('garbage after valid frames', () => {
   it('fails the pending calls PROTOCOL_ERROR after acting on the good frames; the process survives every kind', async () => {
     const path = socketPath();
     const { server, next } = await rawServer(path);
-    const child = new Child('proc.mjs', ['connect', path]);
+    const child = Child.fork('peer.mjs', ['connect', path]);
     let raw = await next();
     await child.next('connected');
     const summary: string[] = [];
@@ -185,7 +169,7 @@ describe('garbage after valid frames', () => {
 
 describe('handlers that fail', () => {
   it('throw, reject, throw non-Errors, settle after their deadline or never: each call gets its status, the server table empties, the process lives on', async () => {
-    const { child, path } = await serverProcess();
+    const { child, path } = await server();
     const peer = await connect(path);
     type Result = { what: string; ok: boolean; code?: string; status?: number; message?: string; items?: string[] };
     const call = (what: string, method: string, payload: string, timeout?: number): Promise<Result> =>
@@ -249,7 +233,7 @@ describe('handlers that fail', () => {
 
 describe('GOAWAY during a burst', () => {
   it('calls up to the last accepted sequence complete, later ones fail UNAVAILABLE and never ran on the server', async () => {
-    const { child, path } = await serverProcess({ maxInflight: 100_000 });
+    const { child, path } = await server({ maxInflight: 100_000 });
     const peer: Peer = await connect(path);
     await child.next('connection');
     // The server sends GOAWAY once 300 requests have reached the handler; the handlers then

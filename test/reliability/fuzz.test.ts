@@ -7,7 +7,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SEED } from '../helpers/seed.js';
 import { scaled } from '../helpers/slow.js';
-import { built, runNode } from './fixtures/kit.js';
+import { built, runNode } from '../helpers/harness.js';
 
 const CODEC_INPUTS = Number(process.env.PIPIT_FUZZ_INPUTS ?? 12_000);
 const SESSION_CASES = Number(process.env.PIPIT_FUZZ_SESSION ?? 2_000);

@@ -1,10 +1,9 @@
 import { expect, it } from 'vitest';
 import { connect, type PipitError } from '../../bindings/index.js';
-import { Child, socketPath } from './fixtures/kit.js';
+import { serverProcess, socketPath } from '../helpers/harness.js';
 it.each(Array.from({ length: 6 }, (_, i) => i))('GOAWAY mid-burst, run %i: every call up to the last accepted sequence completes', async () => {
   const path = socketPath();
-  const child = new Child('proc.mjs', ['listen', path, JSON.stringify({ maxInflight: 100000 })]);
-  await child.next('listening');
+  const child = await serverProcess(path, { maxInflight: 100000 });
   const peer = await connect(path);
   await child.next('connection');
   await child.ask({ cmd: 'goaway-after', n: 300 }, 'armed');

@@ -1,11 +1,10 @@
 import { expect, it } from 'vitest';
 import { scaled } from '../helpers/slow.js';
-import { Child, RawPeer, hex, socketPath, within } from './fixtures/kit.js';
+import { RawPeer, hex, serverProcess, socketPath, within } from '../helpers/harness.js';
 const MiB = 1024 * 1024;
 it.each(['syncTicks', 'ticks'])('%s: a caller granting a large credit and never reading cannot make the server queue without bound', async (method) => {
   const path = socketPath();
-  const child = new Child('proc.mjs', ['listen', path, JSON.stringify({ maxWriteBufferBytes: MiB })], ['--expose-gc']);
-  await child.next('listening');
+  const child = await serverProcess(path, { maxWriteBufferBytes: MiB }, ['--expose-gc']);
   const raw = await RawPeer.connect(path);
   await child.next('connection');
   const base = await child.ask({ cmd: 'stats', gc: true }, 'stats');

@@ -8,7 +8,7 @@
 import { expect, it } from 'vitest';
 import { SEED } from '../helpers/seed.js';
 import { scaled } from '../helpers/slow.js';
-import { built, runNode } from './fixtures/kit.js';
+import { built, runNode } from '../helpers/harness.js';
 
 interface Check {
   name: string;
