@@ -193,10 +193,14 @@ describe('stream items for a consumer that never reads', () => {
     const peer = await connect(path);
     const stream = peer.stream('svc', 'ticks', '1024', { credit: 32 });
     const ping = (): Promise<number> => within(peer.ping(), 10_000, 'PONG (the server is not answering)');
-    for (let i = 0; stream.buffered < 32 && i < 1000; i++) await ping();
-    for (let i = 0; i < 5; i++) await ping();
+    // The server has produced the window; a PING sent after that is answered behind it.
+    await child.ask({ cmd: 'when', produced: 32 }, 'reached');
+    await ping();
     expect(stream.buffered).toBe(32);
-    const s = await stats(child, false);
+    // However many turns the server's loop takes from here, its producer waits for credit.
+    const s = await child.ask({ cmd: 'turns', n: 500 }, 'turned');
+    await ping();
+    expect(stream.buffered).toBe(32);
     expect(s.produced).toBe(32);
     expect(s.maxWritable).toBeLessThan(64 * 1024);
     await stream.return();
