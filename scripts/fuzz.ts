@@ -12,21 +12,23 @@
  *   codec-mutated  valid streams (encodeFrames of random frames) with bits flipped, bytes set,
  *                  inserted, deleted, duplicated, cut, and words (length/type/flags) rewritten.
  *   Every codec input is decoded by the TS decoder (split as generated, and whole) and by the
- *   Wasm decoder (split as generated: one chunk, one byte at a time, or random sizes). The
- *   outcome must be frames and at most one ProtocolError (code PROTOCOL_ERROR) and nothing
- *   else; all three decodes must agree exactly; `pending` never exceeds maxFrameBytes; a dead
- *   decoder holds nothing and stays dead; Wasm memory grows with the bytes fed, never with a
- *   length a frame claims.
+ *   Wasm decoder (split as generated: one chunk, one byte at a time, or random sizes), each
+ *   through the codec oracle of test/helpers/decode-checked.ts: the outcome must be frames
+ *   and at most one ProtocolError (code PROTOCOL_ERROR) and nothing else; `pending` never
+ *   exceeds maxFrameBytes; a dead decoder holds nothing and stays dead; Wasm memory grows
+ *   with the bytes fed, never with a length a frame claims. All three decodes must agree
+ *   exactly.
  *   session        random frame sequences (wrong ids, data after end, credit violations,
  *                  duplicate ids, responses to calls never made, odd HELLO/GOAWAY/ERROR, random
  *                  garbage) fed in random chunks to a Session that has calls of its own in
  *                  flight, with clock ticks, aborts, new calls and GOAWAY in between. receive()
- *                  never throws, the session's output always decodes and respects the peer's
- *                  frame limit, nothing follows its ERROR, no request gets more terminal frames
- *                  or stream messages than the protocol allows, a close is graceful or
- *                  PROTOCOL_ERROR unless the peer sent ERROR, and once the transport is gone
- *                  every own call has settled, every handler signal has fired and both call
- *                  tables and the deadline heap are empty.
+ *                  never throws; the session oracle of test/helpers/output-model.ts checks
+ *                  that its output always decodes and respects the peer's frame limit, nothing
+ *                  follows its ERROR, no request gets more terminal frames or stream messages
+ *                  than the protocol allows; a close is graceful or PROTOCOL_ERROR unless
+ *                  the peer sent ERROR, and once the transport is gone every own call has
+ *                  settled, every handler signal has fired and both call tables and the
+ *                  deadline heap are empty.
  *
  * A hang is a failure too: each worker reports the run it is in through shared memory, and a
  * run that makes no progress for --stall-ms is killed and reported with its seed and path.
@@ -37,11 +39,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import {
-  ALLOWED_FLAGS, CODEC_ERROR_NAMES, DEFAULT_WIRE_CREDIT, F_END, F_FOLLOWS, F_STREAM, MAX_FRAME_BYTES_LIMIT, T_CREDIT, T_ERROR, T_GOAWAY,
-  T_HELLO, T_REQUEST, T_RESPONSE, T_STATUS, TYPE_NAMES,
-} from '../bindings/constants.js';
-import type { Codec, FrameBatch } from '../bindings/codec.js';
+import { ALLOWED_FLAGS, MAX_FRAME_BYTES_LIMIT } from '../bindings/constants.js';
 import { tsCodec } from '../bindings/codec-ts.js';
 import { wasmCodec } from '../bindings/codec-wasm.js';
 import { PipitError, ProtocolError } from '../bindings/errors.js';
@@ -49,7 +47,10 @@ import type { MessageStream } from '../bindings/message-stream.js';
 import { Session, type SessionOptions } from '../bindings/session.js';
 import type { Services } from '../bindings/routes.js';
 import { arbFrame } from '../test/helpers/arbitraries.js';
-import { encodeFrames, rowToFrame, type VFrame } from '../test/helpers/frames.js';
+import { decodeChecked, describeThrown } from '../test/helpers/decode-checked.js';
+import { encodeFrames, type Decoded, type VFrame } from '../test/helpers/frames.js';
+import { OutputModel } from '../test/helpers/output-model.js';
+import { freshSeed } from '../test/helpers/prng.js';
 
 export const PROPS = ['codec-random', 'codec-soup', 'codec-mutated', 'session'] as const;
 export type Prop = (typeof PROPS)[number];
@@ -99,9 +100,6 @@ const bump = (r: Record<string, number>, k: string): void => {
 // =====================================================================
 
 const EMPTY = new Uint8Array(0);
-const ONE = Uint8Array.of(0);
-/** Wasm memory before any input: static data, results, the initial input region and table. */
-const WASM_BASE_BYTES = 1 << 20;
 
 interface Chunking {
   /** [0]: one chunk; otherwise chunk sizes, cycled. */
@@ -124,83 +122,17 @@ export function split(bytes: Uint8Array, c: Chunking): Uint8Array[] {
   return out;
 }
 
-interface Decoded {
+/** A decode in comparable form: each frame and the error as one string. */
+interface Flat {
   frames: string[];
   error: string | null;
 }
 
-function describe(e: unknown): string {
-  if (e instanceof Error) return `${e.name}: ${e.message}${e.stack ? '\n' + e.stack.split('\n').slice(1, 6).join('\n') : ''}`;
-  return String(e);
+function flat(d: Decoded): Flat {
+  return { frames: d.frames.map((f) => JSON.stringify(f)), error: d.error === null ? null : `${d.error.code}@${d.error.offset}` };
 }
 
-function checkError(kind: string, e: unknown, fed: number): ProtocolError {
-  if (!(e instanceof ProtocolError) || !(e instanceof PipitError)) throw new Error(`${kind}: error is not a ProtocolError: ${describe(e)}`);
-  if (e.code !== 'PROTOCOL_ERROR') throw new Error(`${kind}: error code ${e.code}, expected PROTOCOL_ERROR`);
-  if (!CODEC_ERROR_NAMES.includes(e.reason) || e.reason === 'E_OK') throw new Error(`${kind}: unknown reason ${e.reason}`);
-  if (!Number.isInteger(e.offset) || e.offset < 0 || e.offset >= fed) {
-    throw new Error(`${kind}: error offset ${e.offset} outside the ${fed} bytes fed`);
-  }
-  return e;
-}
-
-/** Decode `chunks` with every check of the codec contract; throws on any violation. */
-export function decodeChecked(codec: Codec, chunks: Uint8Array[], max: number): Decoded {
-  const kind = codec.kind;
-  const dec = codec.createDecoder(max);
-  const frames: string[] = [];
-  let fed = 0;
-  for (const c of chunks) {
-    fed += c.length;
-    let batch: FrameBatch;
-    try {
-      batch = dec.push(c);
-    } catch (e) {
-      throw new Error(`${kind}: push() threw instead of reporting: ${describe(e)}`);
-    }
-    const pending = dec.pending;
-    if (!(pending >= 0 && pending <= max && pending <= fed)) {
-      throw new Error(`${kind}: pending ${pending} bytes (maxFrameBytes ${max}, ${fed} bytes fed)`);
-    }
-    if (kind === 'wasm') {
-      const mem = batch.buffers[0]!.buffer.byteLength;
-      if (mem > WASM_BASE_BYTES + 16 * fed) throw new Error(`wasm: linear memory is ${mem} bytes after ${fed} bytes fed`);
-    }
-    if (batch.count * 5 > fed) throw new Error(`${kind}: ${batch.count} frames out of ${fed} bytes`);
-    for (let i = 0; i < batch.count; i++) {
-      try {
-        frames.push(JSON.stringify(rowToFrame(batch, i)));
-      } catch (e) {
-        throw new Error(`${kind}: frame ${frames.length} reported valid but unreadable: ${describe(e)}`);
-      }
-    }
-    if (batch.error !== null) {
-      const err = checkError(kind, batch.error, fed);
-      if (dec.pending !== 0) throw new Error(`${kind}: a dead decoder still holds ${dec.pending} bytes`);
-      const again = dec.push(ONE);
-      if (again.count !== 0 || again.error?.reason !== err.reason || again.error.offset !== err.offset) {
-        throw new Error(`${kind}: the decoder came back to life after ${err.reason}`);
-      }
-      return { frames, error: `${err.reason}@${err.offset}` };
-    }
-  }
-  let tail: ProtocolError | null;
-  try {
-    tail = dec.end();
-  } catch (e) {
-    throw new Error(`${kind}: end() threw: ${describe(e)}`);
-  }
-  if (tail !== null) {
-    const err = checkError(kind, tail, fed);
-    if (err.reason !== 'E_INCOMPLETE') throw new Error(`${kind}: end() reported ${err.reason}, expected E_INCOMPLETE`);
-    if (dec.pending === 0) throw new Error(`${kind}: end() reported a partial frame, but nothing is pending`);
-    return { frames, error: `${err.reason}@${err.offset}` };
-  }
-  if (dec.pending !== 0) throw new Error(`${kind}: end() found no partial frame, but ${dec.pending} bytes are pending`);
-  return { frames, error: null };
-}
-
-function sameDecoded(a: Decoded, b: Decoded, what: string): void {
+function sameDecoded(a: Flat, b: Flat, what: string): void {
   if (a.error !== b.error) throw new Error(`${what}: errors differ: ${a.error} vs ${b.error}`);
   if (a.frames.length !== b.frames.length) throw new Error(`${what}: ${a.frames.length} frames vs ${b.frames.length}`);
   for (let i = 0; i < a.frames.length; i++) {
@@ -208,19 +140,20 @@ function sameDecoded(a: Decoded, b: Decoded, what: string): void {
   }
 }
 
-/** The codec oracle: TS whole, TS split, Wasm split, all checked and all equal. */
+/** The codec oracle (test/helpers/decode-checked.ts): TS whole, TS split, Wasm split, all checked and all equal. */
 export function checkCodecs(bytes: Uint8Array, max: number, chunking: Chunking, stats: Stats): void {
   const chunks = split(bytes, chunking);
-  const whole = decodeChecked(tsCodec, bytes.length === 0 ? [] : [bytes], max);
-  const ts = decodeChecked(tsCodec, chunks, max);
+  const whole = flat(decodeChecked(tsCodec, bytes.length === 0 ? [] : [bytes], max));
+  const decoded = decodeChecked(tsCodec, chunks, max);
+  const ts = flat(decoded);
   sameDecoded(whole, ts, 'ts: one chunk vs split');
-  const wasm = decodeChecked(wasmCodec, chunks, max);
+  const wasm = flat(decodeChecked(wasmCodec, chunks, max));
   sameDecoded(ts, wasm, 'ts vs wasm');
   stats.inputs.ts++;
   stats.inputs.wasm++;
   stats.bytes += bytes.length;
   stats.frames += ts.frames.length;
-  bump(stats.outcomes, ts.error === null ? 'ok' : ts.error.slice(0, ts.error.indexOf('@')));
+  bump(stats.outcomes, decoded.error === null ? 'ok' : decoded.error.code);
 }
 
 // ---- generators ----
@@ -609,134 +542,6 @@ const arbSessionCase: fc.Arbitrary<SessionCase> = fc.record({
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-/** Decodes everything the session writes and checks it against what the peer allowed. */
-class OutputModel {
-  private readonly decoder = tsCodec.createDecoder(MAX_FRAME_BYTES_LIMIT);
-  /** Per incoming id: REQUESTs delivered, terminal frames written. */
-  private readonly requests = new Map<number, number>();
-  private readonly terminals = new Map<number, number>();
-  /** Per incoming id: messages the peer allowed (1 per unary request, credit for streams), messages started. */
-  private readonly allowed = new Map<number, number>();
-  private readonly started = new Map<number, number>();
-  private readonly following = new Set<number>();
-  /** Sizes of the frames in the output, from their words (the decoder does not report them). */
-  private readonly sizes: number[] = [];
-  private readonly word = new Uint8Array(4);
-  private wordLen = 0;
-  private skip = 0;
-  peerMaxFrame = 65536;
-  errorWritten = false;
-  goawayWritten = 0;
-  /** A GOAWAY from the peer was processed in an earlier step: no REQUEST may follow. */
-  goawayReceived = false;
-  goawayInInput = false;
-  errorCodesFed = new Set<number>();
-  framesFed = 0;
-
-  /** Account for a decoded input batch before the session sees it. */
-  input(batch: FrameBatch): void {
-    const add = (m: Map<number, number>, id: number, n: number): void => {
-      m.set(id, (m.get(id) ?? 0) + n);
-    };
-    for (let i = 0; i < batch.count; i++) {
-      this.framesFed++;
-      const id = batch.id(i);
-      switch (batch.type(i)) {
-        case T_REQUEST: {
-          add(this.requests, id, 1);
-          const stream = (batch.flags(i) & F_STREAM) !== 0;
-          add(this.allowed, id, stream ? (batch.hasExt(i) ? batch.ext(i).credit : undefined) ?? DEFAULT_WIRE_CREDIT : 1);
-          break;
-        }
-        case T_CREDIT:
-          add(this.allowed, id, batch.aux(i));
-          break;
-        case T_HELLO:
-          for (const [k, v] of batch.settings(i)) if (k === 1) this.peerMaxFrame = Math.max(this.peerMaxFrame, Math.min(v, MAX_FRAME_BYTES_LIMIT));
-          break;
-        case T_ERROR:
-          this.errorCodesFed.add(batch.aux(i));
-          break;
-        case T_GOAWAY:
-          this.goawayInInput = true;
-          break;
-      }
-    }
-  }
-
-  /** Check the segments the session wrote. */
-  output(segments: Uint8Array[]): void {
-    for (const seg of segments) {
-      this.walk(seg);
-      const batch = this.decoder.push(seg);
-      if (batch.error !== null) throw new Error(`the session wrote an undecodable stream: ${batch.error.message}`);
-      for (let i = 0; i < batch.count; i++) this.frame(batch, i);
-    }
-  }
-
-  /** Frame sizes from the words in the byte stream. */
-  private walk(seg: Uint8Array): void {
-    let p = 0;
-    while (p < seg.length) {
-      if (this.skip > 0) {
-        const n = Math.min(this.skip, seg.length - p);
-        this.skip -= n;
-        p += n;
-        continue;
-      }
-      this.word[this.wordLen++] = seg[p++]!;
-      if (this.wordLen === 4) {
-        const len = this.word[0]! | (this.word[1]! << 8) | (this.word[2]! << 16);
-        this.sizes.push(4 + len);
-        this.skip = len;
-        this.wordLen = 0;
-      }
-    }
-  }
-
-  private frame(batch: FrameBatch, i: number): void {
-    const type = batch.type(i);
-    const name = TYPE_NAMES[type]!;
-    const size = this.sizes.shift()!;
-    if (this.errorWritten) throw new Error(`the session wrote ${name} after its ERROR frame`);
-    if (size > this.peerMaxFrame) throw new Error(`the session wrote a ${size}-byte ${name}; the peer accepts ${this.peerMaxFrame}`);
-    const id = batch.id(i);
-    const flags = batch.flags(i);
-    switch (type) {
-      case T_ERROR:
-        this.errorWritten = true;
-        break;
-      case T_GOAWAY:
-        if (++this.goawayWritten > 1) throw new Error('the session wrote a second GOAWAY');
-        break;
-      case T_REQUEST:
-        if (this.goawayWritten > 0 || this.goawayReceived) throw new Error(`the session opened call ${id} after GOAWAY`);
-        break;
-      case T_RESPONSE: {
-        if (!this.following.has(id)) {
-          const n = (this.started.get(id) ?? 0) + 1;
-          this.started.set(id, n);
-          if (n > (this.allowed.get(id) ?? 0)) throw new Error(`the session started message ${n} on call ${id}; the peer allowed ${this.allowed.get(id) ?? 0}`);
-        }
-        if (flags & F_FOLLOWS) this.following.add(id);
-        else this.following.delete(id);
-        if (flags & F_END) this.terminal(id);
-        break;
-      }
-      case T_STATUS:
-        this.following.delete(id);
-        this.terminal(id);
-        break;
-    }
-  }
-
-  private terminal(id: number): void {
-    const n = (this.terminals.get(id) ?? 0) + 1;
-    this.terminals.set(id, n);
-    if (n > (this.requests.get(id) ?? 0)) throw new Error(`terminal frame ${n} for call ${id}, which the peer opened ${this.requests.get(id) ?? 0} times`);
-  }
-}
-
 interface OwnCall {
   spec: OwnCallSpec;
   controller: AbortController | null;
@@ -773,13 +578,12 @@ export async function runSessionCase(c: SessionCase, stats: Stats): Promise<void
     try {
       f();
     } catch (e) {
-      throw new Error(`${what} threw: ${describe(e)}`);
+      throw new Error(`${what} threw: ${describeThrown(e)}`);
     }
     const out = s.takeOutput();
     if (closedAtLastTake && out.length > 0) throw new Error(`the closed session wrote output (by ${what})`);
     closedAtLastTake = s.closed;
     model.output(out);
-    if (model.goawayInInput) model.goawayReceived = true;
   };
 
   const start = (spec: OwnCallSpec): void => {
@@ -1016,7 +820,7 @@ export async function runJob(job: Job, progress: Int32Array | null = null): Prom
       prop: job.prop,
       seed: details.seed,
       path,
-      error: details.errorInstance instanceof Error ? describe(details.errorInstance) : String(details.errorInstance),
+      error: details.errorInstance instanceof Error ? describeThrown(details.errorInstance) : String(details.errorInstance),
       counterexample: fc.stringify(details.counterexample).slice(0, 4000),
       replay: replayCommand(job.prop, details.seed, path),
       kind: 'property',
@@ -1055,7 +859,7 @@ async function runPool(jobs: Job[], workers: number, stallMs: number, onResult: 
         onResult(r);
         next(slot);
       });
-      worker.on('error', (e) => crashed(slot, 'crash', `worker crashed: ${describe(e)}`));
+      worker.on('error', (e) => crashed(slot, 'crash', `worker crashed: ${describeThrown(e)}`));
       worker.on('exit', (code) => {
         if (slot.job !== null) crashed(slot, 'crash', `worker exited with code ${code}`);
       });
@@ -1139,7 +943,7 @@ function parseOptions(argv: string[]): Options {
   const o: Options = {
     inputs: 1_000_000,
     session: 50_000,
-    seed: (Date.now() ^ (Math.random() * 0x7fffffff)) | 0,
+    seed: freshSeed(),
     workers: Math.max(1, Math.min(2, availableParallelism())),
     stallMs: 20_000,
     json: false,
@@ -1297,7 +1101,7 @@ if (!isMainThread && (workerData as { pipitFuzz?: boolean } | null)?.pipitFuzz =
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e: unknown) => {
-      console.error(describe(e));
+      console.error(describeThrown(e));
       process.exit(2);
     },
   );

@@ -36,6 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { connect, listen, PipitError, type Peer, type Server } from '../bindings/index.js';
 import type { HandlerContext } from '../bindings/routes.js';
+import { Prng, freshSeed } from '../test/helpers/prng.js';
 
 interface Config {
   /** Run the other process with V8's default young generation (see the header). */
@@ -54,14 +55,10 @@ const EXPECTED = new Set(['OK', 'CANCELLED', 'DEADLINE_EXCEEDED', 'APPLICATION_E
 
 // ---- deterministic randomness ---------------------------------------------------
 
+/** Numbers in [0, 1) from the tests' seeded generator (test/helpers/prng.ts). */
 function rng(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
+  const prng = new Prng(seed);
+  return () => prng.float();
 }
 
 /** Payload sizes: mostly small, some up to 64 KiB, a few up to 300 KiB (fragmented: the frame limit is 256 KiB). */
@@ -96,6 +93,30 @@ function checkPayload(b: Buffer, n: number, seed: number): boolean {
   return true;
 }
 
+// ---- timers of our own -----------------------------------------------------------
+
+/**
+ * Timers the soak itself sets (late answers, slow rows, delayed aborts), counted so that the
+ * leftovers check can wait until every one has fired instead of sleeping: after that, any
+ * timer still armed in the process is pipit's.
+ */
+let ownTimers = 0;
+const idleWaiters: Array<() => void> = [];
+
+function soakTimer(ms: number, f: () => void): void {
+  ownTimers++;
+  setTimeout(() => {
+    ownTimers--;
+    f();
+    if (ownTimers === 0) for (const w of idleWaiters.splice(0)) w();
+  }, ms);
+}
+
+/** Resolves once none of our own timers is pending. */
+function timersIdle(): Promise<void> {
+  return ownTimers === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
+}
+
 // ---- services (both processes serve the same) -------------------------------------
 
 let sampledProduced = 0;
@@ -106,7 +127,7 @@ function services(itemBytes: number): Record<string, Record<string, (p: Buffer, 
     soak: {
       echo: (p) => p,
       /** Answers after p[0] ms (a deadline may expire first: the late answer is dropped). */
-      late: (p) => new Promise((resolve) => setTimeout(() => resolve(p), p[0] ?? 0)),
+      late: (p) => new Promise((resolve) => soakTimer(p[0] ?? 0, () => resolve(p))),
       fail: (p) => {
         throw new Error(`fail ${p.length}`);
       },
@@ -120,7 +141,7 @@ function services(itemBytes: number): Record<string, Record<string, (p: Buffer, 
       async *slowRows(p, ctx) {
         const n = p.readUInt16LE(0);
         for (let i = 0; i < n && !ctx.signal.aborted; i++) {
-          await new Promise((r) => setTimeout(r, 1));
+          await new Promise<void>((r) => soakTimer(1, r));
           yield `${i}:`;
         }
       },
@@ -210,7 +231,7 @@ async function drive(peer: Peer, total: number, concurrency: number, seed: numbe
       const call = peer.call('soak', r() < 0.5 ? 'late' : 'echo', Uint8Array.of(Math.floor(r() * 5), 1), { signal: ac.signal });
       if (when < 0.3) ac.abort();
       else if (when < 0.6) setImmediate(() => ac.abort());
-      else setTimeout(() => ac.abort(), Math.floor(r() * 4));
+      else soakTimer(Math.floor(r() * 4), () => ac.abort());
       try {
         await call;
         settle(idx, true, 'OK');
@@ -377,6 +398,12 @@ async function child(path: string, cfg: Config): Promise<void> {
         case 'leftovers':
           send({ ev: 'leftovers', ...leftovers(peer) });
           break;
+        case 'quiet':
+          // Our timers have all fired, and everything we sent before has reached the other side.
+          await timersIdle();
+          await peer.ping();
+          send({ ev: 'quiet' });
+          break;
         case 'bulk-start':
           await settledHeap();
           rssBase = rssMax = process.memoryUsage().rss;
@@ -421,7 +448,7 @@ interface Check {
 }
 
 function parse(argv: string[]): { cfg: Config; json: boolean } {
-  const cfg: Config = { defaultGc: false, calls: 1_000_000, items: 1_000_000, itemBytes: 1024, concurrency: 256, seed: (Date.now() & 0x7fffffff) >>> 0 };
+  const cfg: Config = { defaultGc: false, calls: 1_000_000, items: 1_000_000, itemBytes: 1024, concurrency: 256, seed: freshSeed() };
   let json = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -459,6 +486,8 @@ function merge(a: DriveResult, b: DriveResult): DriveResult {
 
 async function main(argv: string[]): Promise<number> {
   const { cfg, json } = parse(argv);
+  // The seed fixes the operation mix and its sizes; when each call settles still depends on timing.
+  const replay = `npm run soak -- --seed ${cfg.seed} --calls ${cfg.calls} --items ${cfg.items}${cfg.defaultGc ? ' --default-gc' : ''}`;
   gcHeap(); // fails early without --expose-gc
   const say = (s: string): void => {
     if (!json) console.log(s);
@@ -534,8 +563,10 @@ async function main(argv: string[]): Promise<number> {
     check('answers correct', all.wrong === 0, `${all.wrong} wrong answers`);
     check('every kind of outcome happened', ['OK', 'CANCELLED', 'DEADLINE_EXCEEDED', 'APPLICATION_ERROR'].every((c) => (all.byCode[c] ?? 0) > 0), JSON.stringify(all.byKind));
 
-    // Tables and timers, once both directions are done.
-    await new Promise((r) => setTimeout(r, 30)); // late handlers of expired calls finish
+    // Tables and timers, once both directions are done: the late handlers of expired calls
+    // have finished and the delayed aborts fired (our timers are idle on both sides), and the
+    // CANCELs and answers in flight have arrived (a PING each way).
+    await Promise.all([timersIdle().then(() => peer.ping()), ask({ cmd: 'quiet' }, 'quiet')]);
     const lm = leftovers(peer);
     const lc = await ask({ cmd: 'leftovers' }, 'leftovers');
     check('call tables empty', lm.outgoing === 0 && lm.incoming === 0 && lc.outgoing === 0 && lc.incoming === 0, `main ${lm.outgoing}/${lm.incoming}, child ${lc.outgoing}/${lc.incoming} (outgoing/incoming)`);
@@ -609,10 +640,14 @@ async function main(argv: string[]): Promise<number> {
       slowStream: { items: got, seconds: bulkSeconds, producerRssBase: bulk.base, producerRssMax: bulk.max, producerRssGrowth: growth, producerBuffersGrowth: buffersGrowth, producerWriteBufferMax: writableMax, defaultGc: cfg.defaultGc },
       checks,
       ok: failed.length === 0,
+      replay,
     };
     if (json) console.log(JSON.stringify(summary));
-    else say(failed.length === 0 ? '\nall checks passed' : `\n${failed.length} checks FAILED: ${failed.map((c) => c.name).join(', ')}`);
+    else say(failed.length === 0 ? '\nall checks passed' : `\n${failed.length} checks FAILED: ${failed.map((c) => c.name).join(', ')} (seed ${cfg.seed}; replay: ${replay})`);
     return failed.length === 0 ? 0 : 1;
+  } catch (e) {
+    console.error(`soak failed (seed ${cfg.seed}; replay: ${replay})`);
+    throw e;
   } finally {
     proc.kill('SIGKILL');
     if (server !== null) await server.close({ timeout: 100 }).catch(() => {});

@@ -12,6 +12,7 @@ import { tsCodec } from '../bindings/codec-ts.js';
 import { createWasmCodec, wasmCodec } from '../bindings/codec-wasm.js';
 import { type InPlaceDecoder, inPlaceCodec } from '../bindings/in-place-decoder.js';
 import { arbFrame, arbSizes } from './helpers/arbitraries.js';
+import { decodeChecked } from './helpers/decode-checked.js';
 import { chunk, encodeFrames, rowToFrame, type VFrame } from './helpers/frames.js';
 
 const NUM_RUNS = Number(process.env.PIPIT_FC_RUNS ?? 300);
@@ -142,6 +143,8 @@ describe('wasm codec vs TS codec', () => {
       fc.property(variants, arbStream, arbSizes, arbMax, fc.boolean(), (wasm, bytes, sizes, max, atEnd) => {
         const chunks = chunk(bytes, sizes);
         expect(pushAll(wasm, chunks, max, atEnd)).toEqual(pushAll(tsCodec, chunks, max, atEnd));
+        // Equal is not enough if both are wrong: each variant keeps the whole contract too.
+        decodeChecked(wasm, chunks, max);
       }),
       { numRuns: NUM_RUNS * 3 },
     );

@@ -7,7 +7,8 @@ import fc from 'fast-check';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { codecs } from './helpers/codecs.js';
-import { chunk, decodeChunks, encodeFrames, type VError, type VFrame } from './helpers/frames.js';
+import { decodeChecked } from './helpers/decode-checked.js';
+import { chunk, encodeFrames, type VError, type VFrame } from './helpers/frames.js';
 import { arbFrame, arbSizes } from './helpers/arbitraries.js';
 import { ProtocolError, PipitError } from '../bindings/errors.js';
 import { FrameWriter } from '../bindings/frame-writer.js';
@@ -49,7 +50,7 @@ describe.each(codecs.map((c) => [c.kind, c] as const))('codec %s', (_, codec) =>
       const expected = { frames: c.frames, error: c.error };
       // One chunk, one byte at a time, and a few fixed irregular splits must all agree.
       for (const sizes of [[bytes.length || 1], [1], [3], [7, 1, 2], [4, 5]]) {
-        const got = decodeChunks(codec, chunk(bytes, sizes), max, true);
+        const got = decodeChecked(codec, chunk(bytes, sizes), max);
         expect(got, `chunk sizes ${sizes}`).toEqual(expected);
       }
     });
@@ -67,13 +68,13 @@ describe.each(codecs.map((c) => [c.kind, c] as const))('codec %s', (_, codec) =>
     ];
     const bytes = encodeFrames(frames);
     for (let a = 0; a <= bytes.length; a++) {
-      const got = decodeChunks(codec, [bytes.subarray(0, a), bytes.subarray(a)].filter((c) => c.length > 0));
+      const got = decodeChecked(codec, [bytes.subarray(0, a), bytes.subarray(a)].filter((c) => c.length > 0));
       expect(got.error).toBeNull();
       expect(got.frames).toEqual(frames);
     }
     for (let a = 1; a < bytes.length; a += 3) {
       for (let b = a + 1; b < bytes.length; b += 5) {
-        const got = decodeChunks(codec, [bytes.subarray(0, a), bytes.subarray(a, b), bytes.subarray(b)]);
+        const got = decodeChecked(codec, [bytes.subarray(0, a), bytes.subarray(a, b), bytes.subarray(b)]);
         expect(got.frames).toEqual(frames);
       }
     }
@@ -83,7 +84,7 @@ describe.each(codecs.map((c) => [c.kind, c] as const))('codec %s', (_, codec) =>
     fc.assert(
       fc.property(fc.array(arbFrame, { minLength: 1, maxLength: 8 }), arbSizes, (frames, sizes) => {
         const bytes = encodeFrames(frames);
-        const got = decodeChunks(codec, chunk(bytes, sizes), 1 << 20);
+        const got = decodeChecked(codec, chunk(bytes, sizes), 1 << 20);
         expect(got.error).toBeNull();
         expect(got.frames).toEqual(frames);
       }),
@@ -94,14 +95,11 @@ describe.each(codecs.map((c) => [c.kind, c] as const))('codec %s', (_, codec) =>
   it('property: random bytes give frames or a ProtocolError, never another throw', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 600 }), arbSizes, (bytes, sizes) => {
-        let result;
-        try {
-          result = decodeChunks(codec, chunk(bytes, sizes), 1024);
-        } catch (e) {
-          throw new Error(`decoder threw instead of reporting: ${String(e)}`);
-        }
+        // decodeChecked holds the decoder to the whole contract (push never throws, the
+        // error's code and offset, pending, a dead decoder stays dead, end()).
+        const result = decodeChecked(codec, chunk(bytes, sizes), 1024);
         // Chunking must not change the outcome.
-        expect(decodeChunks(codec, [bytes], 1024)).toEqual(result);
+        expect(decodeChecked(codec, [bytes], 1024)).toEqual(result);
       }),
       { numRuns: NUM_RUNS },
     );
@@ -133,7 +131,7 @@ describe.each(codecs.map((c) => [c.kind, c] as const))('codec %s', (_, codec) =>
   it('reports the stream offset of a bad frame after good ones across chunks', () => {
     const good = encodeFrames([{ type: 'PING', flags: [], id: 1 }, { type: 'PONG', flags: [], id: 2 }]);
     const bad = Uint8Array.of(2, 0, 0, 0x04, 1, 9); // CANCEL with a body byte
-    const got = decodeChunks(codec, chunk(Buffer.concat([good, bad]), [3]));
+    const got = decodeChecked(codec, chunk(Buffer.concat([good, bad]), [3]));
     expect(got.frames.map((f) => f.type)).toEqual(['PING', 'PONG']);
     expect(got.error).toEqual({ code: 'E_BAD_BODY', offset: good.length });
   });
@@ -171,7 +169,7 @@ describe.each(codecs.map((c) => [c.kind, c] as const))('codec %s', (_, codec) =>
 
   it('many frames in one chunk (more than the initial table holds)', () => {
     const frames: VFrame[] = Array.from({ length: 5000 }, (_, i) => ({ type: 'RESPONSE', flags: ['END'], id: i, payload: '00ff' }));
-    const got = decodeChunks(codec, [encodeFrames(frames)]);
+    const got = decodeChecked(codec, [encodeFrames(frames)]);
     expect(got.frames).toEqual(frames);
   });
 });
@@ -195,7 +193,7 @@ describe('FrameWriter', () => {
     const w = new FrameWriter();
     w.response(1, 0x2, 'héllo ✓');
     const bytes = Buffer.concat(w.take());
-    const got = decodeChunks(codecs[0]!, [bytes]);
+    const got = decodeChecked(codecs[0]!, [bytes]);
     expect(Buffer.from(got.frames[0]!.payload!, 'hex').toString()).toBe('héllo ✓');
   });
 });

@@ -31,9 +31,14 @@ describe('long deadlines', () => {
     const armed = vi.spyOn(globalThis, 'setTimeout');
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const [a, b] = peers({ s: { async slow() { await gate; return 'done'; } } });
+    let entered!: () => void;
+    const inHandler = new Promise<void>((r) => (entered = r));
+    const [a, b] = peers({ s: { async slow() { entered(); await gate; return 'done'; } } });
     const call = a.call('s', 'slow', '', { timeout: 0xffffffff });
-    // Let both sides run their timers for a while: the old code re-armed a 1 ms timer here.
+    // Both sides hold the call (and have armed their timers) once the handler runs.
+    await inHandler;
+    // Then watch them for a while: the old code re-armed a 1 ms timer here. (The window
+    // only observes: a slower machine sees fewer re-arms, never a false failure.)
     await new Promise((r) => setTimeout(r, 120));
     const during = armed.mock.calls.filter(([, ms]) => typeof ms === 'number' && ms > 1000).length;
     const tiny = armed.mock.calls.filter(([, ms]) => ms === 0 || ms === 1).length;

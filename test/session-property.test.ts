@@ -2,7 +2,10 @@
  * Session property: random interleavings of unary and stream calls in both directions, with
  * random cancellations, deadlines, handler behaviours, windows, inflight limits and chunk
  * sizes. Every call settles exactly once with an outcome its scenario allows, and both
- * sessions end with empty tables, no deadline, and a clean GOAWAY close.
+ * sessions end with empty tables, no deadline, and a clean GOAWAY close. All along, each
+ * session writes only what the frames it received allow (the session oracle,
+ * test/helpers/output-model.ts, wired in by Pair): outcomes alone would miss what the other
+ * session never reads, such as a frame written after it closed.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';

@@ -14,7 +14,8 @@ import { createWasmCodec, wasmCodec } from '../bindings/codec-wasm.js';
 import { READ_BYTES, TsInPlaceDecoder } from '../bindings/in-place-decoder.js';
 import { WASM_BASE64, WASM_BYTE_LENGTH } from '../bindings/wasm-bytes.js';
 import { arbFrame } from './helpers/arbitraries.js';
-import { chunk, decodeChunks, encodeFrames, type VError, type VFrame } from './helpers/frames.js';
+import { decodeChecked } from './helpers/decode-checked.js';
+import { chunk, encodeFrames, type VError, type VFrame } from './helpers/frames.js';
 
 const ROOT = join(import.meta.dirname, '..');
 /** Release module budget: the module ships inline as base64 in every install. */
@@ -49,7 +50,7 @@ describe('release module', () => {
 
   it('instantiates lazily and decodes', () => {
     expect(wasmCodec.wasmModule()).toBeTruthy();
-    const got = decodeChunks(wasmCodec, [encodeFrames([{ type: 'PING', flags: [], id: 42 }])]);
+    const got = decodeChecked(wasmCodec, [encodeFrames([{ type: 'PING', flags: [], id: 42 }])]);
     expect(got).toEqual({ frames: [{ type: 'PING', flags: [], id: 42 }], error: null });
   });
 });
@@ -88,7 +89,7 @@ describe('debug module (asserts on)', () => {
     for (const c of cases) {
       const bytes = Buffer.from(c.hex, 'hex');
       for (const sizes of [[bytes.length || 1], [1]]) {
-        expect(decodeChunks(debugCodec, chunk(bytes, sizes), c.maxFrameBytes ?? 65536), c.name).toEqual({ frames: c.frames, error: c.error });
+        expect(decodeChecked(debugCodec, chunk(bytes, sizes), c.maxFrameBytes ?? 65536), c.name).toEqual({ frames: c.frames, error: c.error });
       }
     }
   });
@@ -97,7 +98,7 @@ describe('debug module (asserts on)', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 400 }), fc.array(arbFrame, { maxLength: 4 }), (noise, frames) => {
         const bytes = Buffer.concat([encodeFrames(frames), noise]);
-        expect(decodeChunks(debugCodec, chunk(bytes, [7]), 1024)).toEqual(decodeChunks(wasmCodec, chunk(bytes, [7]), 1024));
+        expect(decodeChecked(debugCodec, chunk(bytes, [7]), 1024)).toEqual(decodeChecked(wasmCodec, chunk(bytes, [7]), 1024));
       }),
       { numRuns: 200 },
     );
@@ -141,7 +142,7 @@ describe('memory growth (large frames kept in linear memory)', () => {
   });
 
   it('the same frame as one chunk (region grows to the chunk)', () => {
-    expect(decodeChunks(grower, [bytes], 1 << 20)).toEqual({ frames, error: null });
+    expect(decodeChecked(grower, [bytes], 1 << 20)).toEqual({ frames, error: null });
   });
 
   it('the same frame through readBuffer/commit', () => {

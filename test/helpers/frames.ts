@@ -1,14 +1,14 @@
 /**
- * Frames as plain objects (the shape used in test/vectors/*.json), a decoder that turns a
- * byte stream into them through any Codec and any chunking, and a canonical encoder back.
+ * Frames as plain objects (the shape used in test/vectors/*.json), rows of a decoded batch
+ * turned into them, and a canonical encoder back. decode-checked.ts decodes a byte stream into
+ * them through any Codec and any chunking.
  */
 import {
   F_END, F_EXT, F_FOLLOWS, F_STREAM, F_TEXT, T_CREDIT, T_DATA, T_ERROR, T_GOAWAY, T_HELLO,
   T_REQUEST, T_RESPONSE, T_STATUS, TYPE_NAMES,
 } from '../../bindings/constants.js';
-import type { Codec, FrameBatch } from '../../bindings/codec.js';
+import type { FrameBatch } from '../../bindings/codec.js';
 import { FrameWriter, encodeExt, encodeRoute } from '../../bindings/frame-writer.js';
-import { ProtocolError } from '../../bindings/errors.js';
 
 export interface VExt {
   deadlineMs?: number;
@@ -104,29 +104,6 @@ export function chunk(bytes: Uint8Array, sizes: number[] = [bytes.length || 1]):
     pos += n;
   }
   return out;
-}
-
-/**
- * Decode a whole stream delivered as `chunks`. Frames are converted while their batch is
- * current (views die at the next push). `atEnd` also runs the end-of-stream check.
- */
-export function decodeChunks(codec: Codec, chunks: Uint8Array[], maxFrameBytes = 65536, atEnd = true): Decoded {
-  const dec = codec.createDecoder(maxFrameBytes);
-  const frames: VFrame[] = [];
-  for (const c of chunks) {
-    const batch = dec.push(c);
-    for (let i = 0; i < batch.count; i++) frames.push(rowToFrame(batch, i));
-    if (batch.error) return { frames, error: errorOf(batch.error) };
-  }
-  if (atEnd) {
-    const e = dec.end();
-    if (e) return { frames, error: errorOf(e) };
-  }
-  return { frames, error: null };
-}
-
-function errorOf(e: ProtocolError): VError {
-  return { code: e.reason, offset: e.offset };
 }
 
 const unhex = (h: string | undefined): Buffer => Buffer.from(h ?? '', 'hex');

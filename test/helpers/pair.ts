@@ -2,20 +2,45 @@
  * Two sessions joined in memory through a codec, with an injected clock. No sockets, no
  * timers: `flush()` moves bytes both ways until nothing is left; `settle()` also lets
  * handlers' promises run in between.
+ *
+ * Every session built here (and every one a `Tap` watches, session-kit.ts) writes under the
+ * session oracle (output-model.ts): a frame the protocol does not allow where the session
+ * wrote it fails the test at the `takeOutput()` that hands it out, and again after the test
+ * if something swallowed that throw.
  */
+import { afterEach } from 'vitest';
 import { Session, type SessionOptions } from '../../bindings/session.js';
 import type { Codec, Decoder } from '../../bindings/codec.js';
 import { tsCodec } from '../../bindings/codec-ts.js';
 import type { PipitError } from '../../bindings/errors.js';
+import { type OutputModel, watchSession } from './output-model.js';
+
+/** The models of the sessions watched during the current test. */
+const models: OutputModel[] = [];
+
+/** Check everything `session` writes from now on (see output-model.ts); idempotent. */
+export function watch<P>(session: Session<P>): OutputModel {
+  const model = watchSession(session);
+  if (!models.includes(model)) models.push(model);
+  return model;
+}
+
+afterEach(() => {
+  const bad = models.splice(0).find((m) => m.violation !== null);
+  if (bad !== undefined) throw new Error(`a session wrote what the protocol does not allow: ${bad.violation!.message}`, { cause: bad.violation });
+});
 
 export class End {
   readonly session: Session;
   readonly decoder: Decoder;
+  /** What the session may write, given what it received: checked at every takeOutput(). */
+  readonly model: OutputModel;
   closed: PipitError | null | undefined = undefined;
   /** Every byte this end sent, for wire-size assertions. */
   sentBytes = 0;
   constructor(options: SessionOptions, codec: Codec) {
     this.session = new Session(options);
+    this.model = watch(this.session);
     this.decoder = codec.createDecoder(this.session.maxFrameBytes);
     this.session.host = {
       onOutput: () => {},

@@ -9,7 +9,9 @@ import { PipitError } from '../../bindings/errors.js';
 import type { MessageStream } from '../../bindings/message-stream.js';
 import type { Session, SessionOptions } from '../../bindings/session.js';
 import type { HandlerContext } from '../../bindings/routes.js';
-import { End } from './pair.js';
+import { End, watch } from './pair.js';
+import type { OutputModel } from './output-model.js';
+import { Prng } from './prng.js';
 import { encodeFrames, rowToFrame, type VFrame } from './frames.js';
 
 /** A decoded frame plus its size on the wire. */
@@ -19,19 +21,23 @@ export interface TappedFrame extends VFrame {
 
 /**
  * Records everything a session hands out through `takeOutput()` (which Pair calls), decoded
- * into plain frames. The decoder is strict: a frame above `maxFrameBytes` fails the test.
+ * into plain frames. The decoder is strict: a frame above `maxFrameBytes` fails the test. The
+ * session is watched by the session oracle too (output-model.ts, via `watch` in pair.ts):
+ * what it writes must be allowed by what it received.
  */
 export class Tap {
   readonly frames: TappedFrame[] = [];
   /** Every byte written, in order. */
   private readonly segments: Buffer[] = [];
   private readonly decoder: Decoder;
+  readonly model: OutputModel;
 
   constructor(
     readonly session: Session,
     maxFrameBytes = MAX_FRAME_BYTES_LIMIT,
   ) {
     this.decoder = tsCodec.createDecoder(maxFrameBytes);
+    this.model = watch(session);
     const take = session.takeOutput.bind(session);
     session.takeOutput = () => {
       const segments = take();
@@ -188,17 +194,9 @@ export async function turn(): Promise<void> {
   await new Promise((r) => setImmediate(r));
 }
 
-/** Bytes of the given size, filled deterministically. */
+/** Bytes of the given size, filled deterministically: the same `seed` gives the same bytes. */
 export function pattern(n: number, seed = 1): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
+  return new Prng(seed).fill(Buffer.allocUnsafe(n)) as Buffer;
 }
 
 /** Handlers that wait until released or aborted, recording their context. */

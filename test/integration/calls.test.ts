@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { connect, listen, type Peer } from '../../bindings/index.js';
-import { clientProcess, serverProcess, socketPath, within } from './harness.js';
+import { clientProcess, serverProcess, socketPath, within } from '../helpers/harness.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
@@ -33,8 +33,8 @@ describe('calls across processes', () => {
     const peer = await connected;
 
     // Server -> client: 1,000 notifies, started while the client's 1,000 db calls run.
-    const clientCalls = child.ask({ cmd: 'calls', id: 1, n: 1000, service: 'db', method: 'query', prefix: '', expect: 'q:' }, 'calls-done', { id: 1 });
-    const nestedCalls = child.ask({ cmd: 'calls', id: 2, n: 200, service: 'db', method: 'nested', prefix: '', expect: 'n:ack:in-' }, 'calls-done', { id: 2 });
+    const clientCalls = child.ask({ cmd: 'burst', id: 1, n: 1000, service: 'db', method: 'query', prefix: '', expect: 'q:' }, 'burst-done', { id: 1 });
+    const nestedCalls = child.ask({ cmd: 'burst', id: 2, n: 200, service: 'db', method: 'nested', prefix: '', expect: 'n:ack:in-' }, 'burst-done', { id: 2 });
     const notifies = Array.from({ length: 1000 }, (_, i) =>
       peer.call('ui', 'notify', String(i)).then((v) => {
         if (v.toString() === `ack:${i}`) notifyAnswers++;

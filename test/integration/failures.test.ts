@@ -8,7 +8,7 @@ import { getEventListeners, setMaxListeners } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { connect, listen, type MessageStream, type Peer, type PipitError } from '../../bindings/index.js';
 import { scaled } from '../helpers/slow.js';
-import { clientProcess, outcome, serverProcess, socketPath, within, type Outcome } from './harness.js';
+import { clientProcess, outcome, serverProcess, socketPath, within, type Outcome } from '../helpers/harness.js';
 
 /** The calls' own timeouts are 60 s: failing within this shows the loss itself ended them. */
 const LIMIT_MS = scaled(100);

@@ -3,48 +3,11 @@
  * other process reports what its handlers saw (ctx.signal, ctx.deadline) over IPC.
  */
 import { describe, expect, it } from 'vitest';
-import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { connect, listen, type Peer, type PipitError } from '../../bindings/index.js';
-import { tsCodec } from '../../bindings/codec-ts.js';
-import { encodeFrames, rowToFrame, type VFrame } from '../helpers/frames.js';
 import { scaled } from '../helpers/slow.js';
-import { clientProcess, serverProcess, socketPath, within } from './harness.js';
+import { RawPeer, clientProcess, hex, serverProcess, socketPath, within } from '../helpers/harness.js';
 
-/** A raw socket speaking frames by hand: write frames or bytes, wait for frames. */
-class RawConnection {
-  readonly frames: VFrame[] = [];
-  readonly ended: Promise<void>;
-  private readonly decoder = tsCodec.createDecoder(1 << 20);
-  private waiters: Array<() => void> = [];
-  private constructor(readonly socket: net.Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      const batch = this.decoder.push(chunk);
-      for (let i = 0; i < batch.count; i++) this.frames.push(rowToFrame(batch, i));
-      for (const w of this.waiters.splice(0)) w();
-    });
-    this.ended = new Promise((resolve) => socket.once('close', () => resolve()));
-  }
-  static async open(path: string): Promise<RawConnection> {
-    const socket = net.connect(path);
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    return new RawConnection(socket);
-  }
-  write(frames: VFrame[] | Buffer): void {
-    this.socket.write(Buffer.isBuffer(frames) ? frames : encodeFrames(frames));
-  }
-  /** The first frame matching, waiting for it if needed. */
-  async frame(match: (f: VFrame) => boolean): Promise<VFrame> {
-    for (;;) {
-      const f = this.frames.find(match);
-      if (f) return f;
-      if (this.socket.destroyed) throw new Error('raw connection closed before the frame arrived');
-      await new Promise<void>((r) => this.waiters.push(r));
-    }
-  }
-}
-
-const hex = (s: string): string => Buffer.from(s).toString('hex');
 
 describe('cancellation', () => {
   it('aborts the handler’s ctx.signal in the other process when the caller aborts', async () => {
@@ -117,7 +80,7 @@ describe('deadlines', () => {
   it('enforces the deadline on the responder by itself (a caller that never cancels)', async () => {
     const path = socketPath();
     const child = await serverProcess(path);
-    const raw = await RawConnection.open(path);
+    const raw = await RawPeer.connect(path);
     const t0 = performance.now();
     raw.write([
       { type: 'REQUEST', flags: [], id: 1, service: 'db', method: 'hang', ext: { deadlineMs: 100 }, payload: hex('raw') },
@@ -128,7 +91,7 @@ describe('deadlines', () => {
     expect(elapsed).toBeGreaterThanOrEqual(99);
     expect(await child.next('aborted', { tag: 'raw' })).toMatchObject({ code: 'DEADLINE_EXCEEDED' });
     raw.socket.end();
-    await raw.ended;
+    await raw.closed;
   });
 
   it('ends a handler that never settles (and ignores its signal) by the caller’s deadline', async () => {
@@ -231,7 +194,7 @@ describe('protocol errors', () => {
     await child.next('connection');
     expect((await good.call('db', 'query', 'before')).toString()).toBe('q:before');
 
-    const raw = await RawConnection.open(path);
+    const raw = await RawPeer.connect(path);
     await child.next('connection');
     raw.write([{ type: 'REQUEST', flags: ['TEXT'], id: 1, service: 'db', method: 'query', payload: hex('ok') }]);
     expect(await raw.frame((f) => f.type === 'RESPONSE' && f.id === 1)).toMatchObject({ flags: ['END', 'TEXT'], payload: hex('q:ok') });
@@ -240,7 +203,7 @@ describe('protocol errors', () => {
     const error = await raw.frame((f) => f.type === 'ERROR');
     expect(error.code).toBe(9); // PROTOCOL_ERROR
     expect(error.message).toMatch(/reserved frame type/);
-    await raw.ended;
+    await raw.closed;
     expect(await child.next('disconnect')).toMatchObject({ code: 'PROTOCOL_ERROR' });
 
     // The other connection to the same server is unaffected.

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, listen, InvalidArgumentError, PipitError } from '../../bindings/index.js';
-import { serverProcess, socketPath, tempDir } from './harness.js';
+import { serverProcess, socketPath, tempDir } from '../helpers/harness.js';
 
 const modeOf = (path: string): number => lstatSync(path).mode & 0o777;
 const services = { db: { query: (p: Buffer) => `q:${p}` } };
@@ -43,7 +43,7 @@ describe('socket file', () => {
     await server.close();
 
     const other = socketPath();
-    const child = await serverProcess(other, 0o666);
+    const child = await serverProcess(other, { mode: 0o666 });
     expect(modeOf(other)).toBe(0o666);
     await works(other);
     await child.ask({ cmd: 'close' }, 'closed');

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { Duplex } from 'node:stream';
 import { Peer } from '../../bindings/index.js';
-import { Child } from './harness.js';
+import { Child } from '../helpers/harness.js';
 
 function stdioPeer(child: Child, notes: string[]): Peer {
   return new Peer(Duplex.from({ readable: child.proc.stdout!, writable: child.proc.stdin! }), {

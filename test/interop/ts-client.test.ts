@@ -10,18 +10,26 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { connect, PipitError, type Peer } from '../../bindings/index.js';
+import { within } from '../helpers/within.js';
 import { goAvailable, startTestee, type Impl, type Testee } from './testee.js';
 
 const impls: Impl[] = goAvailable() ? ['ts', 'go'] : ['ts'];
 if (!impls.includes('go')) console.warn('go is not installed: the Go side of the interop tests is skipped');
 
-/** Ask `cancellations` until it passes `above` (the handler stops after the caller's failure). */
-async function cancellationsAbove(peer: Peer, above: number): Promise<number> {
-  for (let i = 0; ; i++) {
-    const n = Number((await peer.call('testee', 'cancellations', '')).toString());
-    if (n > above || i >= 200) return n;
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/**
+ * Ask `cancellations` until it passes `above`. The handler stops after the caller's failure,
+ * in its own time (a goroutine on the Go testee), and the testee reports nothing when it
+ * does: each question is a round trip, as many as it takes; a hang is caught by `within`.
+ */
+function cancellationsAbove(peer: Peer, above: number): Promise<number> {
+  const ask = async (): Promise<number> => {
+    for (;;) {
+      const n = Number((await peer.call('testee', 'cancellations', '')).toString());
+      if (n > above) return n;
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  return within(ask(), 10_000, `the testee counting more than ${above} cancellations`);
 }
 
 describe.each(impls)('TS client → %s testee', (impl) => {

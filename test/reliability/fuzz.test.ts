@@ -1,11 +1,13 @@
 /**
  * The fuzz properties of scripts/fuzz.ts at CI size: thousands of cases per property, run by
  * the same script and worker pool as `npm run fuzz` (so a hang is caught by its watchdog and
- * reported with a seed, instead of stalling the test run). PIPIT_FUZZ_SEED fixes the seed.
+ * reported with a seed, instead of stalling the test run). Its base seed is the run's seed
+ * (test/helpers/seed.ts): PIPIT_SEED=<seed> replays it; each failure prints its own replay.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { SEED } from '../helpers/seed.js';
 import { scaled } from '../helpers/slow.js';
-import { built, runNode } from './fixtures/kit.js';
+import { built, runNode } from '../helpers/harness.js';
 
 const CODEC_INPUTS = Number(process.env.PIPIT_FUZZ_INPUTS ?? 12_000);
 const SESSION_CASES = Number(process.env.PIPIT_FUZZ_SESSION ?? 2_000);
@@ -23,7 +25,7 @@ let summary: Summary;
 
 beforeAll(async () => {
   const args = ['--inputs', String(CODEC_INPUTS), '--session', String(SESSION_CASES), '--json', '--stall-ms', String(scaled(15_000))];
-  if (process.env.PIPIT_FUZZ_SEED !== undefined) args.push('--seed', process.env.PIPIT_FUZZ_SEED);
+  args.push('--seed', String(SEED));
   const r = await runNode(built('scripts/fuzz.js'), args, { timeoutMs: scaled(120_000) });
   const line = r.stdout.trim().split('\n').at(-1) ?? '';
   try {

@@ -1,7 +1,7 @@
 /**
  * A misbehaving peer cannot grow the other's memory without bound. This process plays the
  * peer with a raw socket writing hand-encoded frames; the pipit server runs in a second
- * process (fixtures/proc.mjs, --expose-gc) that reports its memory, call table and peak
+ * process (test/fixtures/peer.mjs, --expose-gc) that reports its memory, call table and peak
  * write buffer. Each limit is pushed far past its value:
  *  - calls in flight (maxInflight), flooded again and again;
  *  - one request's reassembly (maxMessageBytes) and all requests' together (maxReassemblyBytes);
@@ -11,15 +11,14 @@
 import { describe, expect, it } from 'vitest';
 import { connect } from '../../bindings/index.js';
 import type { VFrame } from '../helpers/frames.js';
-import { Child, RawPeer, hex, socketPath, within, type Msg } from './fixtures/kit.js';
+import { Child, RawPeer, hex, serverProcess, socketPath, within, type Msg, type PeerOptions } from '../helpers/harness.js';
 
 const MiB = 1024 * 1024;
 
-async function serverProcess(options: Record<string, unknown>): Promise<{ child: Child; path: string }> {
+/** A fixture server process on a fresh socket path, able to collect garbage on request. */
+async function server(options: PeerOptions): Promise<{ child: Child; path: string }> {
   const path = socketPath();
-  const child = new Child('proc.mjs', ['listen', path, JSON.stringify(options)], ['--expose-gc']);
-  await child.next('listening');
-  return { child, path };
+  return { child: await serverProcess(path, options, ['--expose-gc']), path };
 }
 
 const stats = (child: Child, gc = true): Promise<Msg> => within(child.ask({ cmd: 'stats', gc }, 'stats'), 10_000, 'the server reporting its stats (it is not answering)');
@@ -35,7 +34,7 @@ const request = (id: number, method: string, payload = '', flags: string[] = [])
 
 describe('calls in flight', () => {
   it('beyond maxInflight are refused RESOURCE_EXHAUSTED at once and never run; repeated floods hold no more', async () => {
-    const { child, path } = await serverProcess({ maxInflight: 64 });
+    const { child, path } = await server({ maxInflight: 64 });
     const raw = await RawPeer.connect(path);
     await child.next('connection');
     const base = await stats(child);
@@ -66,7 +65,7 @@ describe('calls in flight', () => {
 
 describe('reassembly', () => {
   it('a request growing past maxMessageBytes is refused and its later fragments are dropped, not buffered', async () => {
-    const { child, path } = await serverProcess({ maxMessageBytes: 1 * MiB });
+    const { child, path } = await server({ maxMessageBytes: 1 * MiB });
     const raw = await RawPeer.connect(path);
     await child.next('connection');
     const base = await stats(child);
@@ -95,7 +94,7 @@ describe('reassembly', () => {
   });
 
   it('partial requests together stay within maxReassemblyBytes: 64 MiB of unfinished requests, about 4 MiB held', async () => {
-    const { child, path } = await serverProcess({ maxMessageBytes: 4 * MiB, maxReassemblyBytes: 4 * MiB });
+    const { child, path } = await server({ maxMessageBytes: 4 * MiB, maxReassemblyBytes: 4 * MiB });
     const raw = await RawPeer.connect(path);
     await child.next('connection');
     const base = await stats(child);
@@ -125,7 +124,7 @@ describe('reassembly', () => {
 
 describe('output for a peer that never reads', () => {
   it('the server holds work, then stops reading, once its output passes maxWriteBufferBytes; every request is answered once the peer reads', async () => {
-    const { child, path } = await serverProcess({ maxWriteBufferBytes: 1 * MiB });
+    const { child, path } = await server({ maxWriteBufferBytes: 1 * MiB });
     const raw = await RawPeer.connect(path);
     await child.next('connection');
     const base = await stats(child);
@@ -168,7 +167,7 @@ describe('output for a peer that never reads', () => {
 
 describe('stream items for a consumer that never reads', () => {
   it('a raw caller that never grants more credit gets exactly its window, then exactly each grant', async () => {
-    const { child, path } = await serverProcess({});
+    const { child, path } = await server({});
     const raw = await RawPeer.connect(path);
     await child.next('connection');
     raw.write([{ ...request(0, 'ticks', hex('100'), ['STREAM', 'EXT']), ext: { credit: 10 } }]);
@@ -190,14 +189,18 @@ describe('stream items for a consumer that never reads', () => {
   });
 
   it('a pipit consumer that never reads buffers exactly its window of 1 KiB items; the producer waits', async () => {
-    const { child, path } = await serverProcess({});
+    const { child, path } = await server({});
     const peer = await connect(path);
     const stream = peer.stream('svc', 'ticks', '1024', { credit: 32 });
     const ping = (): Promise<number> => within(peer.ping(), 10_000, 'PONG (the server is not answering)');
-    for (let i = 0; stream.buffered < 32 && i < 1000; i++) await ping();
-    for (let i = 0; i < 5; i++) await ping();
+    // The server has produced the window; a PING sent after that is answered behind it.
+    await child.ask({ cmd: 'when', produced: 32 }, 'reached');
+    await ping();
     expect(stream.buffered).toBe(32);
-    const s = await stats(child, false);
+    // However many turns the server's loop takes from here, its producer waits for credit.
+    const s = await child.ask({ cmd: 'turns', n: 500 }, 'turned');
+    await ping();
+    expect(stream.buffered).toBe(32);
     expect(s.produced).toBe(32);
     expect(s.maxWritable).toBeLessThan(64 * 1024);
     await stream.return();

@@ -4,21 +4,19 @@
  * session holds new work instead and keeps reading responses (session.ts, Rule 4).
  */
 import { expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { connect, listen, type Peer } from '../../bindings/index.js';
+import { socketPath } from '../helpers/harness.js';
 import { scaled } from '../helpers/slow.js';
 
 /** Both bursts take well under a second on the reference machine; longer than this is stuck. */
 const STUCK_MS = scaled(15_000);
 
 it('two peers calling each other with 200 x 64 KiB at once both finish', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pipit-mb-'));
+  const path = socketPath();
   const services = { svc: { echo: (p: Buffer) => p } };
-  const server = await listen(join(dir, 's.sock'), { services, maxWriteBufferBytes: 1024 * 1024 });
+  const server = await listen(path, { services, maxWriteBufferBytes: 1024 * 1024 });
   const serverPeer = new Promise<Peer>((resolve) => server.once('connection', resolve));
-  const client = await connect(join(dir, 's.sock'), { services, maxWriteBufferBytes: 1024 * 1024 });
+  const client = await connect(path, { services, maxWriteBufferBytes: 1024 * 1024 });
   const other = await serverPeer;
   const payload = Buffer.alloc(64 * 1024, 7);
   const burst = (peer: Peer) => Promise.all(Array.from({ length: 200 }, () => peer.call('svc', 'echo', payload)));
@@ -32,5 +30,4 @@ it('two peers calling each other with 200 x 64 KiB at once both finish', async (
   expect(b!.every((r) => r.equals(payload))).toBe(true);
   await client.close();
   await server.close();
-  rmSync(dir, { recursive: true, force: true });
 }, STUCK_MS + 15_000);

@@ -1,18 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import net from 'node:net';
-import { Child, RawPeer, socketPath, within, type Msg } from './fixtures/kit.js';
+import { clientProcess, rawServer, socketPath, within, type Msg } from '../helpers/harness.js';
 import type { VFrame } from '../helpers/frames.js';
 
 describe('§10.3 stream ends inside a frame', () => {
   it('pending calls fail CONNECTION_CLOSED with E_INCOMPLETE as the cause', async () => {
     const path = socketPath();
-    let raw!: RawPeer;
-    const got = new Promise<void>((resolve) => {
-      const server = net.createServer({ allowHalfOpen: true }, (s) => { raw = new RawPeer(s); resolve(); });
-      server.listen(path);
-    });
-    const child = new Child('proc.mjs', ['connect', path]);
-    await got; await child.next('connected');
+    const { next } = await rawServer(path);
+    const child = await clientProcess(path);
+    const raw = await next();
     const results = child.ask({ cmd: 'calls', id: 1, calls: [{ tag: 'a', method: 'echo', payload: 'a' }, { tag: 'b', method: 'echo', payload: 'b' }] }, 'results');
     await raw.count((f: VFrame) => f.type === 'REQUEST', 2);
     raw.socket.end(Buffer.from('0e000021010264', 'hex')); // a REQUEST cut off after 7 of its 18 bytes, then FIN
