@@ -106,9 +106,10 @@ class RawConn {
   private scheduled = false;
   constructor(
     readonly socket: net.Socket,
-    private readonly onFrame: (id: number, payload: Buffer) => void,
+    private readonly onFrame: ((id: number, payload: Buffer) => void) | null,
   ) {
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    // null: the socket reads in place (RawInPlaceReader); this only writes.
+    if (onFrame !== null) socket.on('data', (chunk: Buffer) => this.onData(chunk));
   }
   /** A frame that straddles reads: allocated once its length is known, filled in place. */
   private part: Buffer | null = null;
@@ -127,7 +128,7 @@ class RawConn {
       this.partLen += n;
       if (this.partLen < part.length) return;
       this.part = null;
-      this.onFrame(part.readUInt32LE(4), part.subarray(8));
+      this.onFrame!(part.readUInt32LE(4), part.subarray(8));
       pos = n;
     }
     while (buf.length - pos >= 8) {
@@ -137,7 +138,7 @@ class RawConn {
         this.partLen = buf.copy(this.part, 0, pos);
         return;
       }
-      this.onFrame(buf.readUInt32LE(pos + 4), buf.subarray(pos + 8, pos + 4 + len));
+      this.onFrame!(buf.readUInt32LE(pos + 4), buf.subarray(pos + 8, pos + 4 + len));
       pos += 4 + len;
     }
     if (pos < buf.length) this.carry = Buffer.from(buf.subarray(pos));
@@ -166,6 +167,10 @@ class RawConn {
       setImmediate(() => this.flush());
     }
   }
+  /** Bytes packed and not yet flushed. */
+  get pending(): number {
+    return this.pos - this.start;
+  }
   private cut(): void {
     if (this.pos > this.start) {
       this.segs.push(this.arena.subarray(this.start, this.pos));
@@ -187,6 +192,8 @@ class RawConn {
 }
 
 const KIND_SHIFT = 28;
+/** A raw stream flushes once this much is packed: one 64 KiB write, like pipit's producer. */
+const RAW_WRITE_BYTES = 64 * 1024 - 64;
 
 async function rawServer(path: string, onConn: (s: net.Socket) => void): Promise<net.Server> {
   const srv = net.createServer((socket) => {
@@ -204,11 +211,14 @@ async function rawServer(path: string, onConn: (s: net.Socket) => void): Promise
   return srv;
 }
 
-/** Raw stream: n items then an empty terminator, pausing on the socket's backpressure. */
+/**
+ * Raw stream: n items then an empty terminator, written 64 KiB at a time (as pipit's producer
+ * writes), pausing on the socket's backpressure (Node's own signal, writableNeedDrain).
+ */
 async function streamItems(conn: RawConn, id: number, n: number): Promise<void> {
   for (let i = 0; i < n; i++) {
     conn.send(id, item(i));
-    if ((i & 255) === 255) {
+    if (conn.pending >= RAW_WRITE_BYTES) {
       conn.flush();
       if (conn.socket.writableNeedDrain) await new Promise((r) => conn.socket.once('drain', r));
     }
@@ -226,14 +236,62 @@ interface Client {
   close(): Promise<void>;
 }
 
+/**
+ * The raw client's reader: reads in place (net.Socket `onread`) into one reused buffer, as
+ * pipit clients do, and hands frames out as views of it (`owned` false: valid during the
+ * call only). A partial frame is moved to the front; one too large for the buffer gets a
+ * buffer of its own, which the following reads fill directly, and is handed out `owned`.
+ */
+class RawInPlaceReader {
+  private buf = Buffer.allocUnsafe(256 * 1024);
+  /** Bytes of a partial frame at the front of `buf`. */
+  private have = 0;
+  /** A frame larger than `buf`, being read into its own buffer: `largeHave` bytes so far. */
+  private large: Buffer | null = null;
+  private largeHave = 0;
+  constructor(private readonly onFrame: (id: number, payload: Buffer, owned: boolean) => void) {}
+  buffer(): Buffer {
+    if (this.large !== null) return this.large.subarray(this.largeHave);
+    return this.have === 0 ? this.buf : this.buf.subarray(this.have);
+  }
+  read(n: number): void {
+    const large = this.large;
+    if (large !== null) {
+      this.largeHave += n;
+      if (this.largeHave === large.length) {
+        this.large = null;
+        this.onFrame(large.readUInt32LE(4), large.subarray(8), true);
+      }
+      return;
+    }
+    const buf = this.buf;
+    const end = this.have + n;
+    let pos = 0;
+    while (end - pos >= 8) {
+      const len = buf.readUInt32LE(pos);
+      if (end - pos < 4 + len) break;
+      this.onFrame(buf.readUInt32LE(pos + 4), buf.subarray(pos + 8, pos + 4 + len), false);
+      pos += 4 + len;
+    }
+    const rest = end - pos;
+    if (rest >= 4 && 4 + buf.readUInt32LE(pos) > buf.length / 2) {
+      // A large frame: its own buffer, filled by the next reads without another copy.
+      this.large = Buffer.allocUnsafe(4 + buf.readUInt32LE(pos));
+      this.largeHave = buf.copy(this.large, 0, pos, end);
+      this.have = 0;
+      return;
+    }
+    if (rest > 0) buf.copy(buf, 0, pos, end);
+    this.have = rest;
+  }
+}
+
 async function rawClient(path: string): Promise<Client> {
-  const socket = net.connect(path);
-  await new Promise((r) => socket.once('connect', r));
   const pending = new Map<number, (b: Buffer) => void>();
   let streamCount = 0;
   let streamDone: ((n: number) => void) | null = null;
   let next = 0;
-  const conn = new RawConn(socket, (id, payload) => {
+  const reader = new RawInPlaceReader((id, payload, owned) => {
     if (id >>> KIND_SHIFT === 2) {
       if (payload.length === 0) {
         streamDone!(streamCount);
@@ -242,8 +300,14 @@ async function rawClient(path: string): Promise<Client> {
     }
     const r = pending.get(id)!;
     pending.delete(id);
-    r(payload);
+    r(owned ? payload : Buffer.from(payload)); // a view of the reused buffer gets its own bytes
   });
+  const socket = new net.Socket({
+    onread: { buffer: () => reader.buffer(), callback: (n: number) => void reader.read(n) },
+  } as net.SocketConstructorOpts);
+  socket.connect(path);
+  await new Promise((r) => socket.once('connect', r));
+  const conn = new RawConn(socket, null);
   const send = (kind: number, payload: Buffer): Promise<Buffer> => {
     const id = ((kind << KIND_SHIFT) | (next++ & 0xfffffff)) >>> 0;
     return new Promise((resolve) => {
@@ -742,7 +806,7 @@ function report(results: CellResult[], impls: Impl[], reps: number, quick: boole
           '',
         ]
       : []),
-    'Values are medians over repetitions. Ratios (and W7 differences) are taken per repetition between cells that ran back to back, then the median of those is shown (W7 also the worst repetition: its goal holds for every run); for W1, W4 CPU and W5 lower is better. W7 is VmHWM from /proc/self/status of each fresh process. W6 counts both directions; raw is 4-byte length + 4-byte id + 32-byte payload each way. The raw baseline reads with \'data\' events and coalesces writes per event-loop turn into one buffer; pipit clients read in place (net.Socket onread), pipit servers use \'data\' events.',
+    'Values are medians over repetitions. Ratios (and W7 differences) are taken per repetition between cells that ran back to back, then the median of those is shown (W7 also the worst repetition: its goal holds for every run); for W1, W4 CPU and W5 lower is better. W7 is VmHWM from /proc/self/status of each fresh process. W6 counts both directions; raw is 4-byte length + 4-byte id + 32-byte payload each way. Both clients read in place (net.Socket onread: raw into one reused 256 KiB buffer, a frame too large for it into its own), both servers use \'data\' events; raw coalesces writes per event-loop turn, and its stream producer writes 64 KiB at a time, waiting on writableNeedDrain, as pipit\'s producer writes 64 KiB at a time.',
     '',
   ].join('\n');
   return { results, rows, codecs, machine, reps, quick, seconds: secs, markdown };
