@@ -8,7 +8,8 @@
  *
  * Iterated directly, a stream yields each message's bytes (a Buffer), the common case.
  * `messages()` iterates the same queue as `Message`s, which also say whether the responder
- * sent the message as text (the TEXT flag, §6).
+ * sent the message as text (the TEXT flag, §6). `batches()` iterates it as arrays of every
+ * message that has arrived: one promise per read of the socket instead of one per message.
  */
 import type { PipitError } from './errors.js';
 
@@ -36,6 +37,13 @@ export interface StreamControl {
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
 
+/** What the consumer waiting for the next item reads it as. */
+const enum Want {
+  Item,
+  Message,
+  Batch,
+}
+
 export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink {
   private items: Buffer[] = [];
   private head = 0;
@@ -54,10 +62,12 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
   private takenText = false;
   private ended = false;
   private error: PipitError | null = null;
-  private waiting: ((r: IteratorResult<Buffer | Message>) => void) | null = null;
+  private waiting: ((r: IteratorResult<Buffer | Message | Buffer[]>) => void) | null = null;
   private failWaiting: ((e: unknown) => void) | null = null;
-  /** The consumer waiting reads through `messages()`. */
-  private waitingForMessage = false;
+  /** How the waiting consumer reads (iterated directly, `messages()` or `batches()`). */
+  private want = Want.Item;
+  /** A waiting `batches()` consumer is answered in a microtask, with all that arrived by then. */
+  private batchDue = false;
   /** Set by the session once the call exists. */
   control: StreamControl | null = null;
 
@@ -72,7 +82,7 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
 
   next(): Promise<IteratorResult<Buffer>> {
     if (this.head < this.items.length) return Promise.resolve({ done: false, value: this.shift() });
-    return this.wait(false) as Promise<IteratorResult<Buffer>>;
+    return this.wait(Want.Item) as Promise<IteratorResult<Buffer>>;
   }
 
   /**
@@ -86,13 +96,48 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
           const payload = this.shift();
           return Promise.resolve({ done: false, value: { payload, text: this.takenText } });
         }
-        return this.wait(true) as Promise<IteratorResult<Message>>;
+        return this.wait(Want.Message) as Promise<IteratorResult<Message>>;
       },
       return: () => this.return(),
       throw: (e?: unknown) => this.throw(e),
       [Symbol.asyncIterator]: () => messages,
     };
     return messages;
+  }
+
+  /**
+   * The same stream, read as arrays: each step yields every message that has arrived and
+   * not been read (at least one), so a consumer pays one promise per batch rather than one
+   * per message; credit is returned for the whole array at once. It shares this stream's
+   * queue. Leaving it early cancels the call.
+   */
+  batches(): AsyncIterableIterator<Buffer[]> {
+    const batches: AsyncIterableIterator<Buffer[]> = {
+      next: () => {
+        if (this.head < this.items.length) return Promise.resolve({ done: false, value: this.shiftAll() });
+        return this.wait(Want.Batch) as Promise<IteratorResult<Buffer[]>>;
+      },
+      return: () => this.return(),
+      throw: (e?: unknown) => this.throw(e),
+      [Symbol.asyncIterator]: () => batches,
+    };
+    return batches;
+  }
+
+  /** Every queued item, in order (the TEXT flag of the last is then `takenText`). */
+  private shiftAll(): Buffer[] {
+    const n = this.items.length - this.head;
+    const out = this.head === 0 ? this.items : this.items.slice(this.head);
+    const end = this.taken + n;
+    while (this.flipHead < this.flips.length && this.flips[this.flipHead]! < end) {
+      this.takenText = !this.takenText;
+      this.flipHead++;
+    }
+    this.taken = end;
+    this.items = [];
+    this.empty();
+    this.control?.consumed(n);
+    return out;
   }
 
   /** The next queued item; its TEXT flag is then `takenText`. */
@@ -110,16 +155,27 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
   }
 
   /** Nothing queued: the failure, the end, or a promise of the next item. */
-  private wait(asMessage: boolean): Promise<IteratorResult<Buffer | Message>> {
+  private wait(want: Want): Promise<IteratorResult<Buffer | Message | Buffer[]>> {
     if (this.error !== null) return Promise.reject(this.error);
     if (this.ended) return Promise.resolve(DONE);
     this.control?.starved();
     return new Promise((resolve, reject) => {
       this.waiting = resolve;
       this.failWaiting = reject;
-      this.waitingForMessage = asMessage;
+      this.want = want;
     });
   }
+
+  /** Answer the waiting `batches()` consumer with what arrived since it began to wait. */
+  private readonly deliverBatch = (): void => {
+    this.batchDue = false;
+    const w = this.waiting;
+    if (w === null) return;
+    this.waiting = null;
+    this.failWaiting = null;
+    // Empty only if the consumer left (return()) in between.
+    w(this.head < this.items.length ? { done: false, value: this.shiftAll() } : DONE);
+  };
 
   private empty(): void {
     this.items.length = 0;
@@ -154,14 +210,19 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
   push(item: Buffer, text: boolean): void {
     if (this.ended) return;
     const w = this.waiting;
-    if (w !== null) {
+    if (w !== null && this.want !== Want.Batch) {
       // The queue is empty: the item goes straight to the consumer, and both flags are its.
       this.waiting = null;
       this.failWaiting = null;
       this.pushedText = this.takenText = text;
       this.control?.consumed(1);
-      w({ done: false, value: this.waitingForMessage ? { payload: item, text } : item });
+      w({ done: false, value: this.want === Want.Message ? { payload: item, text } : item });
       return;
+    }
+    if (w !== null && !this.batchDue) {
+      // Items of one read arrive in one synchronous run: the batch is answered after them.
+      this.batchDue = true;
+      queueMicrotask(this.deliverBatch);
     }
     if (text !== this.pushedText) {
       this.flips.push(this.pushed);
@@ -175,6 +236,11 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
     if (this.ended) return;
     this.ended = true;
     this.control = null;
+    // A batch is due to the waiting consumer: it gets its items first, the end after them.
+    if (this.batchDue) {
+      this.error = error;
+      return;
+    }
     if (error !== null) {
       this.error = error;
       // Items already received stay readable; the error comes after them.

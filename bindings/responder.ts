@@ -323,51 +323,68 @@ export class Responder<P> {
 
   /**
    * Drive a stream handler's iterator while credit lasts and output is not congested. A sync
-   * iterator is drained without promises; an async one costs one await per item (the
-   * iterator protocol's own).
+   * iterator is drained without promises; an async one costs one await per step (the
+   * iterator protocol's own). A step may hand over an array of messages (a page of rows):
+   * each is its own message on the wire, sent as credit allows, and the iterator is not
+   * resumed before the last of them is sent, so one await serves the whole array.
    */
   private async produce(call: InCall, it: Iterator<unknown> | AsyncIterator<unknown>): Promise<void> {
-    const link = this.link;
-    const pressure = link.pressure;
     try {
       for (;;) {
         if (call.settled) {
           await it.return?.();
           return;
         }
-        if (call.credit <= 0 || call.fragments !== null || pressure.congested) {
-          if (pressure.congested) pressure.waitWritable(call);
-          await call.sleep();
-          continue;
-        }
-        if (link.writer.pendingBytes >= PRODUCER_BATCH_BYTES) {
-          // A write's worth is encoded and not yet taken: let the transport write it before
-          // producing more. An async producer resumes in microtasks and would otherwise fill
-          // its whole window before the event loop got to write anything, so the consumer
-          // would idle while the producer works, and then the other way round.
-          pressure.waitWritable(call);
+        if (this.mustWait(call)) {
           await call.sleep();
           continue;
         }
         let r = it.next();
         if (isPromiseLike(r)) r = await r;
         const step = r as IteratorResult<unknown>;
-        if (call.settled) {
-          await it.return?.();
-          return;
-        }
+        if (call.settled) continue;
         if (step.done) {
           this.finish(call, null);
           return;
         }
-        const message = toMessage(step.value);
-        if (message === null) throw badResult(step.value);
-        call.credit--;
-        this.send(call, message, false);
+        const value = step.value;
+        if (!Array.isArray(value)) {
+          this.sendItem(call, value);
+          continue;
+        }
+        for (let k = 0; k < value.length && !call.settled; ) {
+          if (this.mustWait(call)) await call.sleep();
+          else this.sendItem(call, value[k++]);
+        }
       }
     } catch (e) {
       this.finish(call, handlerError(e));
     }
+  }
+
+  /**
+   * The producer may not send now: no credit, a fragmented message still going out, output
+   * congested, or a write's worth encoded and not yet taken. (In the last two it is woken
+   * once output is taken: an async producer resumes in microtasks and would otherwise fill
+   * its whole window before the event loop got to write anything, so the consumer would
+   * idle while the producer works, and then the other way round.)
+   */
+  private mustWait(call: InCall): boolean {
+    if (call.credit <= 0 || call.fragments !== null) return true;
+    const link = this.link;
+    if (link.pressure.congested || link.writer.pendingBytes >= PRODUCER_BATCH_BYTES) {
+      link.pressure.waitWritable(call);
+      return true;
+    }
+    return false;
+  }
+
+  /** One produced item as one message of the stream (a credit spent). */
+  private sendItem(call: InCall, item: unknown): void {
+    const message = toMessage(item);
+    if (message === null) throw badResult(item);
+    call.credit--;
+    this.send(call, message, false);
   }
 
   // ---- writing the answer ----

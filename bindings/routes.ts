@@ -30,7 +30,8 @@ export interface HandlerContext<P = unknown> {
 
 /**
  * A handler: unary handlers return a Uint8Array, a string or nothing (or a Promise of one);
- * stream handlers return or are an (async) iterable of Uint8Array | string (async generators).
+ * stream handlers return or are an (async) iterable of Uint8Array | string (async generators),
+ * whose steps may also be arrays of them (several messages for one step of the iterator).
  */
 export type Handler<P = unknown> = (payload: Buffer, ctx: HandlerContext<P>) => unknown;
 export type Service<P = unknown> = Record<string, Handler<P>>;
