@@ -17,6 +17,8 @@
  *      (`*rows()`), read with `for await`: items/s, and CPU of both processes per item
  *   W4a the same stream made by an async generator (`async *rows()`), the way a DB cursor is
  *      read; the raw baseline is the same as W4's
+ *   W4b the same async generator yielding pages of 64 rows (arrays: one message each on the
+ *      wire), read with `stream.batches()`: the batch paths for hot streams
  *   W5 CPU (user+sys) of both processes per call in W2: µs/call
  *   W6 wire bytes per call + response in W2 (both directions)
  *   W7 peak RSS (VmHWM) of client and server in the W2 cell
@@ -39,7 +41,13 @@ import { fileURLToPath } from 'node:url';
 import { connect, listen, type Peer } from '../bindings/index.js';
 
 export type Impl = 'raw' | 'ts' | 'wasm' | 'ts-go' | 'go-ts' | 'go-go';
-export type Cell = 'W1' | 'W2' | 'W3' | 'W4' | 'W4a';
+export type Cell = 'W1' | 'W2' | 'W3' | 'W4' | 'W4a' | 'W4b';
+/** How a W4 cell's stream is produced and read. */
+type StreamMode = 'sync' | 'async' | 'paged';
+const STREAM_MODES: Partial<Record<Cell, StreamMode>> = { W4: 'sync', W4a: 'async', W4b: 'paged' };
+const STREAM_METHODS: Record<StreamMode, string> = { sync: 'rows', async: 'rowsAsync', paged: 'rowsPaged' };
+/** Rows per page in W4b. */
+const PAGE_ROWS = 64;
 /** The default implementations: everything in Node. */
 export const IMPLS: readonly Impl[] = ['raw', 'ts', 'wasm'];
 /** Cross-language pairs, named client-server: they need Go and this repository's go/ (goUnavailable). */
@@ -49,7 +57,7 @@ const goClient = (impl: Impl): boolean => impl === 'go-ts' || impl === 'go-go';
 const goServer = (impl: Impl): boolean => impl === 'ts-go' || impl === 'go-go';
 /** The codec of the TS side of a cell. */
 const tsCodec = (impl: Impl): 'ts' | 'wasm' => (impl === 'wasm' ? 'wasm' : 'ts');
-export const CELLS: readonly Cell[] = ['W1', 'W2', 'W3', 'W4', 'W4a'];
+export const CELLS: readonly Cell[] = ['W1', 'W2', 'W3', 'W4', 'W4a', 'W4b'];
 
 export interface Params {
   quick: boolean;
@@ -229,8 +237,8 @@ async function streamItems(conn: RawConn, id: number, n: number): Promise<void> 
 interface Client {
   call(payload: Buffer): Promise<Buffer>;
   bulk(payload: Buffer): Promise<Buffer>;
-  /** Read a stream of n items (from an async producer with `async`); resolves with the count received. */
-  stream(n: number, async?: boolean): Promise<number>;
+  /** Read a stream of n items, produced and read as `mode` says (raw has one way); resolves with the count received. */
+  stream(n: number, mode: StreamMode): Promise<number>;
   bytesWritten(): number;
   codec: string;
   close(): Promise<void>;
@@ -353,6 +361,14 @@ async function pipitServer(path: string, codec: 'ts' | 'wasm', sockets: Set<net.
           const n = p.readUInt32LE(0);
           for (let i = 0; i < n; i++) yield item(i);
         },
+        async *rowsPaged(p: Buffer) {
+          const n = p.readUInt32LE(0);
+          for (let i = 0; i < n; ) {
+            const page: Buffer[] = [];
+            for (const end = Math.min(n, i + PAGE_ROWS); i < end; i++) page.push(item(i));
+            yield page;
+          }
+        },
       },
     },
   });
@@ -365,12 +381,15 @@ async function pipitClient(path: string, codec: 'ts' | 'wasm'): Promise<Client> 
   return {
     call: (p) => peer.call('db', 'query', p),
     bulk: (p) => peer.call('db', 'bulk', p),
-    stream: async (n, async) => {
+    stream: async (n, mode) => {
       const b = Buffer.alloc(4);
       b.writeUInt32LE(n);
       let count = 0;
-      for await (const it of peer.stream('db', async ? 'rowsAsync' : 'rows', b, STREAM_CREDIT === undefined ? {} : { credit: STREAM_CREDIT })) {
-        checkItem(it, count++);
+      const stream = peer.stream('db', STREAM_METHODS[mode], b, STREAM_CREDIT === undefined ? {} : { credit: STREAM_CREDIT });
+      if (mode === 'paged') {
+        for await (const batch of stream.batches()) for (const it of batch) checkItem(it, count++);
+      } else {
+        for await (const it of stream) checkItem(it, count++);
       }
       return count;
     },
@@ -483,15 +502,15 @@ export async function clientMain(p: Params): Promise<CellResult> {
     r.mibPerSec = (calls * BULK.length) / 1024 / 1024 / ((performance.now() - t0) / 1000);
   } else {
     const n = q ? 20000 : 100000;
-    const async = p.cell === 'W4a';
-    if ((await c.stream(n, async)) !== n) throw new Error('stream lost items');
+    const mode = STREAM_MODES[p.cell]!;
+    if ((await c.stream(n, mode)) !== n) throw new Error('stream lost items');
     const rates: number[] = [];
     const cpus: number[] = [];
     for (let k = 0; k < (q ? 1 : 3); k++) {
       const s0 = await ask('start');
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
-      const got = await c.stream(n, async);
+      const got = await c.stream(n, mode);
       const elapsed = (performance.now() - t0) / 1000;
       const cpu = process.cpuUsage(cpu0);
       const s1 = await ask('stop');
@@ -742,6 +761,8 @@ function report(results: CellResult[], impls: Impl[], reps: number, quick: boole
     ['W4 CPU both processes (µs/item)', (r) => r.itemCpuUs!, 'W4', 'lower', '<= 1.3x', (v) => v.toFixed(2)],
     ['W4a stream, async producer (items/s)', (r) => r.itemsPerSec!, 'W4a', 'higher', '>= 0.7x', (v) => Math.round(v).toLocaleString('en-US')],
     ['W4a CPU both processes (µs/item)', (r) => r.itemCpuUs!, 'W4a', 'lower', '<= 1.3x', (v) => v.toFixed(2)],
+    ['W4b stream, async pages + batches() (items/s)', (r) => r.itemsPerSec!, 'W4b', 'higher', '>= 0.9x', (v) => Math.round(v).toLocaleString('en-US')],
+    ['W4b CPU both processes (µs/item)', (r) => r.itemCpuUs!, 'W4b', 'lower', '<= 1.3x', (v) => v.toFixed(2)],
     ['W5 CPU both processes (µs/call)', (r) => r.clientCpuUs! + r.serverCpuUs!, 'W2', 'lower', '<= 2x', (v) => v.toFixed(2)],
     ['W6 wire bytes per call+response', (r) => r.clientBytes! + r.serverBytes!, 'W2', 'lower', '<= 84 B', (v) => v.toFixed(1)],
     ['W7 peak RSS client (MiB)', (r) => r.clientRssMiB!, 'W2', 'lower', '<= raw + 2', (v) => v.toFixed(1)],

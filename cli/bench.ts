@@ -17,6 +17,7 @@ Wasm codec) against a raw length-prefixed socket, every cell in fresh processes.
   W3 bulk              64 KiB echo, 8 in flight
   W4 stream            one call answered by 100,000 messages of 32 bytes (sync generator)
   W4a stream           the same from an async generator, as a DB cursor is read
+  W4b stream           the async generator yielding pages of 64, read with batches()
   W5 CPU, W6 wire bytes, W7 peak RSS: measured in the W2 cells
 Progress goes to stderr, the table (Markdown) to stdout. A full run takes a few
 minutes; --quick takes seconds and is too short to quote.
@@ -24,7 +25,7 @@ minutes; --quick takes seconds and is too short to quote.
   --quick             every workload briefly, one repetition
   --reps N            repetitions of every cell (default 5, 1 with --quick)
   --only LIST         implementations, from raw,ts,wasm (default all three)
-  --cells LIST        workloads, from W1,W2,W3,W4,W4a (default all)
+  --cells LIST        workloads, from W1,W2,W3,W4,W4a,W4b (default all)
   --json              the rows and every cell's measurements as JSON on stdout
   -h, --help          this help
 

@@ -9,7 +9,8 @@ import { pipit } from './helpers.js';
 const ROWS = [
   'W1 latency p50 (µs)', 'W1 latency p99 (µs)', 'W2 throughput (calls/s)', 'W3 bulk 64 KiB (MiB/s)',
   'W4 stream, sync producer (items/s)', 'W4 CPU both processes (µs/item)', 'W4a stream, async producer (items/s)',
-  'W4a CPU both processes (µs/item)', 'W5 CPU both processes (µs/call)', 'W6 wire bytes per call+response',
+  'W4a CPU both processes (µs/item)', 'W4b stream, async pages + batches() (items/s)', 'W4b CPU both processes (µs/item)',
+  'W5 CPU both processes (µs/call)', 'W6 wire bytes per call+response',
   'W7 peak RSS client (MiB)', 'W7 peak RSS server (MiB)',
 ];
 
@@ -20,9 +21,9 @@ describe('pipit bench', () => {
     const out = r.stdout.toString();
     expect(out).toContain('| workload | goal | raw | pipit ts (ts) | pipit wasm (wasm) | ts/raw | wasm/raw |');
     for (const row of ROWS) expect(out).toMatch(new RegExp(`^\\| ${row.replace(/[()+]/g, '\\$&')} \\|( [^|]+ \\|){6}$`, 'm'));
-    // A progress line per cell: 5 workloads x 3 implementations.
-    expect(r.stderr.trimEnd().split('\n')).toHaveLength(15);
-    expect(r.stderr).toMatch(/^\[15\/15\] rep 1\/1 W4a /m);
+    // A progress line per cell: 6 workloads x 3 implementations.
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(18);
+    expect(r.stderr).toMatch(/^\[18\/18\] rep 1\/1 W4b /m);
   });
 
   it('--json gives the rows and every measurement', { timeout: 60_000 }, async () => {

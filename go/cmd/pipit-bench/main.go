@@ -20,7 +20,7 @@
 //	W2   64 unary calls in flight: calls/s, CPU per call of both processes, bytes per call
 //	     (both directions), peak RSS of both processes
 //	W3   64 KiB db/bulk echo, 8 in flight: MiB/s of request payload
-//	W4   one db/rows stream of 100,000 32-byte items (W4a: db/rowsAsync): items/s, CPU per item
+//	W4   one db/rows stream of 100,000 32-byte items (W4a: db/rowsAsync, W4b: db/rowsPaged): items/s, CPU per item
 package main
 
 import (
@@ -214,9 +214,10 @@ func serverMain(p params) error {
 		}
 		return nil
 	}
-	// Go has no second kind of producer: W4a's method is the same loop.
+	// Go has no second or third kind of producer: W4a's and W4b's methods are the same loop.
 	mux.HandleStream("db", "rows", rows)
 	mux.HandleStream("db", "rowsAsync", rows)
+	mux.HandleStream("db", "rowsPaged", rows)
 	l, err := pipit.Listen(p.Path, mux, pipit.ListenOptions{})
 	if err != nil {
 		return err
@@ -373,12 +374,9 @@ func clientMain(p params) error {
 			return err
 		}
 		r.MibPerSec = ptr(float64(calls) * float64(len(bulk)) / (1 << 20) / time.Since(t0).Seconds())
-	case "W4", "W4a":
+	case "W4", "W4a", "W4b":
 		n := uint32(pick(20000, 100000))
-		method := "rows"
-		if p.Cell == "W4a" {
-			method = "rowsAsync"
-		}
+		method := map[string]string{"W4": "rows", "W4a": "rowsAsync", "W4b": "rowsPaged"}[p.Cell]
 		var opts []pipit.CallOption
 		if v := os.Getenv("PIPIT_BENCH_CREDIT"); v != "" {
 			credit, err := strconv.Atoi(v)
