@@ -90,19 +90,13 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
    * an item read one way is not read again the other way. Leaving it early cancels the call.
    */
   messages(): AsyncIterableIterator<Message> {
-    const messages: AsyncIterableIterator<Message> = {
-      next: () => {
-        if (this.head < this.items.length) {
-          const payload = this.shift();
-          return Promise.resolve({ done: false, value: { payload, text: this.takenText } });
-        }
-        return this.wait(Want.Message) as Promise<IteratorResult<Message>>;
-      },
-      return: () => this.return(),
-      throw: (e?: unknown) => this.throw(e),
-      [Symbol.asyncIterator]: () => messages,
-    };
-    return messages;
+    return this.view(() => {
+      if (this.head < this.items.length) {
+        const payload = this.shift();
+        return Promise.resolve({ done: false, value: { payload, text: this.takenText } });
+      }
+      return this.wait(Want.Message) as Promise<IteratorResult<Message>>;
+    });
   }
 
   /**
@@ -112,16 +106,21 @@ export class MessageStream implements AsyncIterableIterator<Buffer>, StreamSink 
    * queue. Leaving it early cancels the call.
    */
   batches(): AsyncIterableIterator<Buffer[]> {
-    const batches: AsyncIterableIterator<Buffer[]> = {
-      next: () => {
-        if (this.head < this.items.length) return Promise.resolve({ done: false, value: this.shiftAll() });
-        return this.wait(Want.Batch) as Promise<IteratorResult<Buffer[]>>;
-      },
+    return this.view(() => {
+      if (this.head < this.items.length) return Promise.resolve({ done: false, value: this.shiftAll() });
+      return this.wait(Want.Batch) as Promise<IteratorResult<Buffer[]>>;
+    });
+  }
+
+  /** Another way to read this stream's queue: its own `next`, this stream's `return` and `throw`. */
+  private view<T>(next: () => Promise<IteratorResult<T>>): AsyncIterableIterator<T> {
+    const it: AsyncIterableIterator<T> = {
+      next,
       return: () => this.return(),
       throw: (e?: unknown) => this.throw(e),
-      [Symbol.asyncIterator]: () => batches,
+      [Symbol.asyncIterator]: () => it,
     };
-    return batches;
+    return it;
   }
 
   /** Every queued item, in order (the TEXT flag of the last is then `takenText`). */
