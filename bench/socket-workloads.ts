@@ -22,6 +22,9 @@
  *   W5 CPU (user+sys) of both processes per call in W2: µs/call
  *   W6 wire bytes per call + response in W2 (both directions)
  *   W7 peak RSS (VmHWM) of client and server in the W2 cell
+ * `raw-iter` (only with --only): raw bytes with pipit's API shape for streams, a generator on
+ * the server and `for await` or batches on the client; it shows what the iteration protocol
+ * costs by itself (W4, W4a, W4b), apart from any protocol.
  * Cross-language cells (GO_IMPLS, client-server): `ts-go` is the TS client against pipit's Go
  * implementation as the server, `go-ts` the Go client against the TS server, `go-go` both Go.
  * The Go processes are go/cmd/pipit-bench, built here with `go build` once per run; they run
@@ -40,7 +43,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect, listen, type Peer } from '../bindings/index.js';
 
-export type Impl = 'raw' | 'ts' | 'wasm' | 'ts-go' | 'go-ts' | 'go-go';
+export type Impl = 'raw' | 'raw-iter' | 'ts' | 'wasm' | 'ts-go' | 'go-ts' | 'go-go';
 export type Cell = 'W1' | 'W2' | 'W3' | 'W4' | 'W4a' | 'W4b';
 /** How a W4 cell's stream is produced and read. */
 type StreamMode = 'sync' | 'async' | 'paged';
@@ -52,7 +55,13 @@ const PAGE_ROWS = 64;
 export const IMPLS: readonly Impl[] = ['raw', 'ts', 'wasm'];
 /** Cross-language pairs, named client-server: they need Go and this repository's go/ (goUnavailable). */
 export const GO_IMPLS: readonly Impl[] = ['ts-go', 'go-ts', 'go-go'];
-const LABELS: Partial<Record<Impl, string>> = { 'ts-go': 'TS→Go', 'go-ts': 'Go→TS', 'go-go': 'Go→Go' };
+/**
+ * Run only when asked (--only): the raw socket with pipit's API shape for streams, a
+ * generator on the server and `for await` (or batches) on the client: what the async
+ * iteration protocol costs over the same bytes, with no protocol at all.
+ */
+export const EXTRA_IMPLS: readonly Impl[] = ['raw-iter'];
+const LABELS: Partial<Record<Impl, string>> = { 'raw-iter': 'raw, iterated', 'ts-go': 'TS→Go', 'go-ts': 'Go→TS', 'go-go': 'Go→Go' };
 const goClient = (impl: Impl): boolean => impl === 'go-ts' || impl === 'go-go';
 const goServer = (impl: Impl): boolean => impl === 'ts-go' || impl === 'go-go';
 /** The codec of the TS side of a cell. */
@@ -209,7 +218,9 @@ async function rawServer(path: string, onConn: (s: net.Socket) => void): Promise
     const conn = new RawConn(socket, (id, payload) => {
       const kind = id >>> KIND_SHIFT;
       if (kind === 2) {
-        void streamItems(conn, id, payload.readUInt32LE(0));
+        const n = payload.readUInt32LE(0);
+        // raw-iter names how to produce (a fifth byte); raw sends four and gets the plain loop.
+        void (payload.length > 4 ? streamIterated(conn, id, n, ITER_MODES[payload[4]!]!) : streamItems(conn, id, n));
       } else {
         conn.send(id, kind === 1 ? payload : PAYLOAD32);
       }
@@ -232,6 +243,109 @@ async function streamItems(conn: RawConn, id: number, n: number): Promise<void> 
     }
   }
   conn.send(id, Buffer.alloc(0));
+}
+
+const ITER_MODES: readonly StreamMode[] = ['sync', 'async', 'paged'];
+
+/** raw-iter's producers: W4's sync generator, W4a's async one, W4b's pages. */
+function* syncRows(n: number): Generator<Buffer> {
+  for (let i = 0; i < n; i++) yield item(i);
+}
+async function* asyncRows(n: number): AsyncGenerator<Buffer> {
+  for (let i = 0; i < n; i++) yield item(i);
+}
+async function* pagedRows(n: number): AsyncGenerator<Buffer[]> {
+  for (let i = 0; i < n; ) {
+    const page: Buffer[] = [];
+    for (const end = Math.min(n, i + PAGE_ROWS); i < end; i++) page.push(item(i));
+    yield page;
+  }
+}
+
+/** raw-iter's stream: the items of a generator, written as streamItems writes them. */
+async function streamIterated(conn: RawConn, id: number, n: number, mode: StreamMode): Promise<void> {
+  const drained = (): Promise<unknown> => new Promise((r) => conn.socket.once('drain', r));
+  const put = (b: Buffer): boolean => {
+    conn.send(id, b);
+    if (conn.pending < RAW_WRITE_BYTES) return false;
+    conn.flush();
+    return conn.socket.writableNeedDrain;
+  };
+  if (mode === 'sync') {
+    for (const b of syncRows(n)) if (put(b)) await drained();
+  } else if (mode === 'async') {
+    for await (const b of asyncRows(n)) if (put(b)) await drained();
+  } else {
+    for await (const page of pagedRows(n)) {
+      let full = false;
+      for (const b of page) full = put(b) || full;
+      if (full) await drained();
+    }
+  }
+  conn.send(id, Buffer.alloc(0));
+}
+
+/** raw-iter's client side of a stream: an async queue read with `for await`, or in batches. */
+class RawQueue implements AsyncIterableIterator<Buffer> {
+  private items: Buffer[] = [];
+  private head = 0;
+  private ended = false;
+  private waiting: ((r: IteratorResult<Buffer>) => void) | null = null;
+  private waitingBatch: ((r: IteratorResult<Buffer[]>) => void) | null = null;
+  private batchDue = false;
+  push(b: Buffer): void {
+    const w = this.waiting;
+    if (w !== null) {
+      this.waiting = null;
+      w({ done: false, value: b });
+      return;
+    }
+    this.items.push(b);
+    if (this.waitingBatch !== null && !this.batchDue) {
+      this.batchDue = true;
+      queueMicrotask(() => {
+        this.batchDue = false;
+        const wb = this.waitingBatch!;
+        this.waitingBatch = null;
+        wb({ done: false, value: this.takeAll() });
+      });
+    }
+  }
+  end(): void {
+    this.ended = true;
+    if (this.waiting !== null) this.waiting({ done: true, value: undefined });
+    if (this.waitingBatch !== null && !this.batchDue) this.waitingBatch({ done: true, value: undefined });
+  }
+  next(): Promise<IteratorResult<Buffer>> {
+    if (this.head < this.items.length) {
+      const b = this.items[this.head]!;
+      this.items[this.head++] = undefined as unknown as Buffer;
+      if (this.head === this.items.length) this.items.length = this.head = 0;
+      return Promise.resolve({ done: false, value: b });
+    }
+    if (this.ended) return Promise.resolve({ done: true, value: undefined });
+    return new Promise((r) => (this.waiting = r));
+  }
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+  private takeAll(): Buffer[] {
+    const out = this.head === 0 ? this.items : this.items.slice(this.head);
+    this.items = [];
+    this.head = 0;
+    return out;
+  }
+  batches(): AsyncIterable<Buffer[]> {
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: (): Promise<IteratorResult<Buffer[]>> => {
+          if (this.head < this.items.length) return Promise.resolve({ done: false, value: this.takeAll() });
+          if (this.ended) return Promise.resolve({ done: true, value: undefined });
+          return new Promise((r) => (this.waitingBatch = r));
+        },
+      }),
+    };
+  }
 }
 
 interface Client {
@@ -257,7 +371,14 @@ class RawInPlaceReader {
   /** A frame larger than `buf`, being read into its own buffer: `largeHave` bytes so far. */
   private large: Buffer | null = null;
   private largeHave = 0;
-  constructor(private readonly onFrame: (id: number, payload: Buffer, owned: boolean) => void) {}
+  /**
+   * @param copyReads give each read's frames bytes of their own: the read is copied once and
+   *   the frames are views of the copy (owned), as pipit's body() does for in-place reads.
+   */
+  constructor(
+    private readonly onFrame: (id: number, payload: Buffer, owned: boolean) => void,
+    private readonly copyReads = false,
+  ) {}
   buffer(): Buffer {
     if (this.large !== null) return this.large.subarray(this.largeHave);
     return this.have === 0 ? this.buf : this.buf.subarray(this.have);
@@ -274,11 +395,12 @@ class RawInPlaceReader {
     }
     const buf = this.buf;
     const end = this.have + n;
+    const from = this.copyReads ? Buffer.from(buf.subarray(0, end)) : buf;
     let pos = 0;
     while (end - pos >= 8) {
       const len = buf.readUInt32LE(pos);
       if (end - pos < 4 + len) break;
-      this.onFrame(buf.readUInt32LE(pos + 4), buf.subarray(pos + 8, pos + 4 + len), false);
+      this.onFrame(buf.readUInt32LE(pos + 4), from.subarray(pos + 8, pos + 4 + len), from !== buf);
       pos += 4 + len;
     }
     const rest = end - pos;
@@ -294,14 +416,20 @@ class RawInPlaceReader {
   }
 }
 
-async function rawClient(path: string): Promise<Client> {
+/** @param iterated raw-iter: streams are produced by generators and read with `for await`. */
+async function rawClient(path: string, iterated = false): Promise<Client> {
   const pending = new Map<number, (b: Buffer) => void>();
   let streamCount = 0;
   let streamDone: ((n: number) => void) | null = null;
+  let queue: RawQueue | null = null;
   let next = 0;
   const reader = new RawInPlaceReader((id, payload, owned) => {
     if (id >>> KIND_SHIFT === 2) {
-      if (payload.length === 0) {
+      if (queue !== null) {
+        // Read later, by the consumer: the item has bytes of its own (copyReads).
+        if (payload.length === 0) queue.end();
+        else queue.push(owned ? payload : Buffer.from(payload));
+      } else if (payload.length === 0) {
         streamDone!(streamCount);
       } else checkItem(payload, streamCount++);
       return;
@@ -309,7 +437,7 @@ async function rawClient(path: string): Promise<Client> {
     const r = pending.get(id)!;
     pending.delete(id);
     r(owned ? payload : Buffer.from(payload)); // a view of the reused buffer gets its own bytes
-  });
+  }, iterated);
   const socket = new net.Socket({
     onread: { buffer: () => reader.buffer(), callback: (n: number) => void reader.read(n) },
   } as net.SocketConstructorOpts);
@@ -326,14 +454,30 @@ async function rawClient(path: string): Promise<Client> {
   return {
     call: (p) => send(0, p),
     bulk: (p) => send(1, p),
-    stream: (n) =>
-      new Promise((resolve) => {
+    stream: async (n, mode) => {
+      if (iterated) {
+        const q = (queue = new RawQueue());
+        const b = Buffer.alloc(5);
+        b.writeUInt32LE(n);
+        b[4] = ITER_MODES.indexOf(mode);
+        conn.send((2 << KIND_SHIFT) >>> 0, b);
+        let count = 0;
+        if (mode === 'paged') {
+          for await (const batch of q.batches()) for (const it of batch) checkItem(it, count++);
+        } else {
+          for await (const it of q) checkItem(it, count++);
+        }
+        queue = null;
+        return count;
+      }
+      return new Promise((resolve) => {
         streamCount = 0;
         streamDone = resolve;
         const b = Buffer.alloc(4);
         b.writeUInt32LE(n);
         conn.send((2 << KIND_SHIFT) >>> 0, b);
-      }),
+      });
+    },
     bytesWritten: () => socket.bytesWritten,
     codec: 'raw',
     close: async () => {
@@ -453,7 +597,7 @@ function ask(msg: string): Promise<Record<string, number>> {
 
 export async function clientMain(p: Params): Promise<CellResult> {
   const baselineRss = process.memoryUsage().rss;
-  const c = p.impl === 'raw' ? await rawClient(p.path) : await pipitClient(p.path, tsCodec(p.impl));
+  const c = p.impl === 'raw' || p.impl === 'raw-iter' ? await rawClient(p.path, p.impl === 'raw-iter') : await pipitClient(p.path, tsCodec(p.impl));
   const r: CellResult = { impl: p.impl, cell: p.cell, codec: c.codec };
   const q = p.quick;
   if (p.cell === 'W1') {
@@ -528,7 +672,7 @@ export async function clientMain(p: Params): Promise<CellResult> {
 export async function serverMain(p: Params): Promise<void> {
   const sockets = new Set<net.Socket>();
   const close =
-    p.impl === 'raw'
+    p.impl === 'raw' || p.impl === 'raw-iter'
       ? await rawServer(p.path, (s) => sockets.add(s)).then((srv) => () => srv.close())
       : await pipitServer(p.path, tsCodec(p.impl), sockets).then((srv) => () => void srv.close({ timeout: 100 }));
   const stats = (): Record<string, number> => {
@@ -696,20 +840,23 @@ export function parseBenchArgs(argv: readonly string[]): SocketBenchOptions {
   return opts;
 }
 
+/** raw-iter differs from raw only in streams: it runs the W4 cells alone. */
+const runs = (impl: Impl, cell: Cell): boolean => impl !== 'raw-iter' || cell.startsWith('W4');
+
 /** Run every cell of the bench in fresh processes and summarize. */
 export async function runSocketBench(options: SocketBenchOptions = {}): Promise<SocketBenchReport> {
   const quick = options.quick === true;
   const reps = options.reps ?? (quick ? 1 : 5);
   const impls = [...(options.impls ?? IMPLS)];
   const cells = [...(options.cells ?? CELLS)];
-  const known = [...IMPLS, ...GO_IMPLS];
+  const known = [...IMPLS, ...EXTRA_IMPLS, ...GO_IMPLS];
   for (const i of impls) if (!known.includes(i)) throw new Error(`unknown implementation ${JSON.stringify(i)}: expected some of ${known.join(',')}`);
   for (const c of cells) if (!CELLS.includes(c)) throw new Error(`unknown cell ${JSON.stringify(c)}: expected some of ${CELLS.join(',')}`);
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`reps must be a positive integer, got ${reps}`);
   const dir = mkdtempSync(join(tmpdir(), 'pipit-bench-'));
   const results: CellResult[] = [];
   let goBin: string | undefined;
-  const total = reps * cells.length * impls.length;
+  const total = reps * cells.reduce((n, c) => n + impls.filter((i) => runs(i, c)).length, 0);
   const t0 = Date.now();
   try {
     if (impls.some((i) => GO_IMPLS.includes(i))) {
@@ -722,6 +869,7 @@ export async function runSocketBench(options: SocketBenchOptions = {}): Promise<
         // Rotate the order each repetition so no implementation always runs first.
         const order = impls.map((_, i) => impls[(i + rep) % impls.length]!);
         for (const impl of order) {
+          if (!runs(impl, cell)) continue;
           options.onStart?.(cell, impl, rep, results.length, total);
           const path = join(dir, `${cell}-${impl}-${rep}.sock`);
           const r = await runCell({ quick, cell, impl, path }, goBin);
@@ -796,6 +944,7 @@ function report(results: CellResult[], impls: Impl[], reps: number, quick: boole
     rows.push(row);
     const shown = pipits.map((i) => {
       const v = row.vsRaw[i]!;
+      if (Number.isNaN(v)) return '—'; // the implementation does not run this cell
       if (compare === 'difference') {
         const w = row.worst![i]!;
         return `${v >= 0 ? '+' : ''}${v.toFixed(1)} MiB (worst ${w >= 0 ? '+' : ''}${w.toFixed(1)})`;
@@ -803,7 +952,8 @@ function report(results: CellResult[], impls: Impl[], reps: number, quick: boole
       if (compare === 'value') return `${v.toFixed(1)} B`;
       return `${v.toFixed(2)}x`;
     });
-    lines.push(`| ${name} | ${goal} | ${impls.map((i) => fmt(row.values[i]!)).join(' | ')} | ${shown.join(' | ')} |`);
+    const value = (v: number): string => (Number.isNaN(v) ? '—' : fmt(v));
+    lines.push(`| ${name} | ${goal} | ${impls.map((i) => value(row.values[i]!)).join(' | ')} | ${shown.join(' | ')} |`);
   }
   const cpu = cpus()[0]?.model ?? 'unknown cpu';
   const machine = {
@@ -824,6 +974,12 @@ function report(results: CellResult[], impls: Impl[], reps: number, quick: boole
     ...(impls.some((i) => GO_IMPLS.includes(i))
       ? [
           'Cross-language cells, client→server: TS→Go is the TS client (ts codec) against the Go server, Go→TS the Go client against the TS server (ts codec), Go→Go both Go (go/cmd/pipit-bench, built with `go build`); the codec in brackets is the client\'s. Their ratios are to the same Node raw baseline. A Go process counts its bytes written (W6) from /proc/self/io.',
+          '',
+        ]
+      : []),
+    ...(impls.includes('raw-iter')
+      ? [
+          '"raw, iterated" (raw-iter) is the raw socket with the shape of pipit\'s stream API and nothing else: the same bytes, produced by the W4 cell\'s generator (sync, async, or async pages) and read with `for await` (W4b: in batches), the items of each read copied out of the reused read buffer in one copy, as pipit copies them. It runs the stream cells only. What separates it from raw is the cost of the iteration protocol itself; what separates pipit from it is the cost of pipit.',
           '',
         ]
       : []),
