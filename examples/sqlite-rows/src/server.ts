@@ -5,6 +5,8 @@
  *
  * Service `readings` (message layouts in layout.ts):
  *   all       stream  every row in id order, one 28-byte message per row
+ *   allPaged  stream  the same rows and messages, the generator yielding pages of PAGE_ROWS
+ *                     rows (arrays: each row is still its own message on the wire)
  *   bySensor  stream  rows of one sensor in a time range (a 20-byte query), in ts order
  *   add       unary   insert one row (28 bytes); a broken constraint is INVALID_ARGUMENT
  *   digest    unary   count, sum(id), total(value) and the fold of the rows `all` (empty
@@ -64,6 +66,8 @@ interface Cursor {
 const cursors = new Map<string, Cursor>();
 /** Finished cursors kept for `cursor` (the oldest go first); untagged ones are not kept. */
 const KEEP_CURSORS = 256;
+/** Rows per page of `allPaged`. */
+const PAGE_ROWS = 256;
 let openCursors = 0;
 let untagged = 0;
 
@@ -76,7 +80,7 @@ let untagged = 0;
  * cursor's return() (SQLite's statement is reset) and the finally block runs. Nothing here
  * needs ctx.signal: the generator is simply not resumed again.
  */
-async function* streamRows(ctx: HandlerContext, q: Query | null): AsyncGenerator<Buffer> {
+async function* streamRows(ctx: HandlerContext, q: Query | null, page = 1): AsyncGenerator<Buffer | Buffer[]> {
   const tagged = ctx.metadata.cursor !== undefined;
   const tag = ctx.metadata.cursor ?? `${ctx.method}#${++untagged}`;
   const cursor: Cursor = { produced: 0, state: CursorState.OPEN };
@@ -87,9 +91,24 @@ async function* streamRows(ctx: HandlerContext, q: Query | null): AsyncGenerator
   let stmt: Database.Statement<number[], RawRow> | null = null;
   try {
     stmt = reader.prepare<number[], RawRow>(sql).raw();
-    for (const [id, ts, value, sensor] of stmt.iterate(...params)) {
-      cursor.produced++;
-      yield encodeRow(id, ts, value, sensor);
+    if (page === 1) {
+      for (const [id, ts, value, sensor] of stmt.iterate(...params)) {
+        cursor.produced++;
+        yield encodeRow(id, ts, value, sensor);
+      }
+    } else {
+      // A page is one step of this generator, so one await serves PAGE_ROWS rows. The
+      // caller's credit still paces the messages; the page itself is read ahead of it.
+      let rows: Buffer[] = [];
+      for (const [id, ts, value, sensor] of stmt.iterate(...params)) {
+        cursor.produced++;
+        rows.push(encodeRow(id, ts, value, sensor));
+        if (rows.length === page) {
+          yield rows;
+          rows = [];
+        }
+      }
+      if (rows.length > 0) yield rows;
     }
     cursor.state = CursorState.DONE;
   } catch (e) {
@@ -132,11 +151,15 @@ function parse<T>(decode: (bytes: Uint8Array) => T, payload: Buffer): T {
 }
 
 const readings = {
-  all(_payload: Buffer, ctx: HandlerContext): AsyncGenerator<Buffer> {
+  all(_payload: Buffer, ctx: HandlerContext): AsyncGenerator<Buffer | Buffer[]> {
     return streamRows(ctx, null);
   },
 
-  bySensor(payload: Buffer, ctx: HandlerContext): AsyncGenerator<Buffer> {
+  allPaged(_payload: Buffer, ctx: HandlerContext): AsyncGenerator<Buffer | Buffer[]> {
+    return streamRows(ctx, null, PAGE_ROWS);
+  },
+
+  bySensor(payload: Buffer, ctx: HandlerContext): AsyncGenerator<Buffer | Buffer[]> {
     return streamRows(ctx, parse(decodeQuery, payload));
   },
 
