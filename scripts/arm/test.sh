@@ -48,7 +48,7 @@ work_copy() {
   fi
   # Everything but node_modules is replaced by the current tree, built files included.
   find "$work" -mindepth 1 -maxdepth 1 ! -name node_modules -exec rm -rf {} +
-  tar -C "$ROOT" --exclude=./node_modules --exclude=./.cache --exclude=./.git --exclude=./go -cf - . | tar -C "$work" -xf -
+  tar -C "$ROOT" --exclude=./node_modules --exclude=./.cache --exclude=./.git -cf - . | tar -C "$work" -xf -
   echo "$work"
 }
 

@@ -6,6 +6,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pipit, tempDir, type Exit } from './helpers.js';
+import { scaled } from '../helpers/slow.js';
 
 interface Vector {
   name: string;
@@ -44,7 +45,7 @@ function placed(v: Vector): Array<{ offset: number; type: string }> {
 const limit = (v: Vector): string[] => (v.maxFrameBytes === undefined ? [] : ['--max-frame-bytes', String(v.maxFrameBytes)]);
 
 describe('pipit decode', () => {
-  it(`--json gives every vector's frames and error (${vectors.length} vectors)`, { timeout: 120_000 }, async () => {
+  it(`--json gives every vector's frames and error (${vectors.length} vectors)`, { timeout: scaled(120_000) }, async () => {
     expect(vectors.length).toBeGreaterThan(100);
     const failures: string[] = [];
     await pool(vectors, 4, async (v) => {
@@ -64,7 +65,7 @@ describe('pipit decode', () => {
     expect(failures).toEqual([]);
   });
 
-  it('the readable form names every frame at its offset, then the error name and offset or "no error"', { timeout: 120_000 }, async () => {
+  it('the readable form names every frame at its offset, then the error name and offset or "no error"', { timeout: scaled(120_000) }, async () => {
     const failures: string[] = [];
     const dir = tempDir();
     await pool(vectors, 4, async (v) => {

@@ -2,7 +2,7 @@
  * Starting a testee server (spec/TESTEE.md) of either implementation as a child process on a
  * Unix socket in a temp directory: TS from dist/, Go from a binary built once per test run.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,13 +21,20 @@ export function goAvailable(): boolean {
 
 let goBinary: string | null = null;
 
+/** Why a spawnSync did not exit 0: its error (it never ran), its signal, or its exit code and stderr. */
+export function spawnFailure(r: SpawnSyncReturns<string>): string {
+  if (r.error) return `${r.error.message}`;
+  if (r.signal) return `killed by ${r.signal}\n${r.stderr}`;
+  return `exit ${r.status}\n${r.stderr}`;
+}
+
 /** `go build` the pipit command once per process; the path of the binary. */
 export function goPipit(): string {
   if (goBinary !== null && existsSync(goBinary)) return goBinary;
   const dir = mkdtempSync(join(tmpdir(), 'pipit-go-'));
   const out = join(dir, 'pipit');
   const r = spawnSync('go', ['build', '-o', out, './cmd/pipit'], { cwd: join(ROOT, 'go'), encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`go build ./cmd/pipit failed:\n${r.stderr}`);
+  if (r.status !== 0) throw new Error(`go build ./cmd/pipit failed: ${spawnFailure(r)}`);
   goBinary = out;
   return out;
 }
