@@ -41,7 +41,7 @@ import { tmpdir, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { connect, listen, type Peer } from '../bindings/index.js';
+import { connect, listen, streaming, type Peer } from '../bindings/index.js';
 
 export type Impl = 'raw' | 'raw-iter' | 'ts' | 'wasm' | 'ts-go' | 'go-ts' | 'go-go';
 export type Cell = 'W1' | 'W2' | 'W3' | 'W4' | 'W4a' | 'W4b';
@@ -247,7 +247,7 @@ async function streamItems(conn: RawConn, id: number, n: number): Promise<void> 
 
 const ITER_MODES: readonly StreamMode[] = ['sync', 'async', 'paged'];
 
-/** raw-iter's producers: W4's sync generator, W4a's async one, W4b's pages. */
+/** The W4 cells' producers, for pipit's server and raw-iter's: W4's sync generator, W4a's async one, W4b's pages. */
 function* syncRows(n: number): Generator<Buffer> {
   for (let i = 0; i < n; i++) yield item(i);
 }
@@ -502,22 +502,10 @@ async function pipitServer(path: string, codec: 'ts' | 'wasm', sockets: Set<net.
       db: {
         query: () => PAYLOAD32,
         bulk: (p: Buffer) => p,
-        *rows(p: Buffer) {
-          const n = p.readUInt32LE(0);
-          for (let i = 0; i < n; i++) yield item(i);
-        },
-        async *rowsAsync(p: Buffer) {
-          const n = p.readUInt32LE(0);
-          for (let i = 0; i < n; i++) yield item(i);
-        },
-        async *rowsPaged(p: Buffer) {
-          const n = p.readUInt32LE(0);
-          for (let i = 0; i < n; ) {
-            const page: Buffer[] = [];
-            for (const end = Math.min(n, i + PAGE_ROWS); i < end; i++) page.push(item(i));
-            yield page;
-          }
-        },
+        // The same generators raw-iter's server runs (one producer per W4 cell, both sides).
+        rows: streaming((p: Buffer) => syncRows(p.readUInt32LE(0))),
+        rowsAsync: streaming((p: Buffer) => asyncRows(p.readUInt32LE(0))),
+        rowsPaged: streaming((p: Buffer) => pagedRows(p.readUInt32LE(0))),
       },
     },
   });
