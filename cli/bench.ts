@@ -18,7 +18,8 @@ Wasm codec) against a raw length-prefixed socket, every cell in fresh processes.
   W4 stream            one call answered by 100,000 messages of 32 bytes (sync generator)
   W4a stream           the same from an async generator, as a DB cursor is read
   W4b stream           the async generator yielding pages of 64, read with batches()
-  W5 CPU, W6 wire bytes, W7 peak RSS: measured in the W2 cells
+  W5 CPU, W6 wire bytes, W7 peak RSS (VmHWM, and VmHWM less file-backed pages):
+                       measured in the W2 cells
 Progress goes to stderr, the table (Markdown) to stdout. A full run takes a few
 minutes; --quick takes seconds and is too short to quote.
 

@@ -12,6 +12,7 @@ const ROWS = [
   'W4a CPU both processes (µs/item)', 'W4b stream, async pages + batches() (items/s)', 'W4b CPU both processes (µs/item)',
   'W5 CPU both processes (µs/call)', 'W6 wire bytes per call+response',
   'W7 peak RSS client (MiB)', 'W7 peak RSS server (MiB)',
+  'W7 peak less file-backed pages, client (MiB)', 'W7 peak less file-backed pages, server (MiB)',
 ];
 
 describe('pipit bench', () => {

@@ -11,7 +11,7 @@
 // params is the orchestrator's {"quick", "cell", "impl", "path"}. Both roles talk to the
 // orchestrator in JSON lines, the messages its Node processes send over IPC: on stdout
 // {"ready":1} (server), {"ask":"start"|"stop"} (client), the server's statistics
-// {"cpu" µs, "bytes", "maxRss" MiB}, and {"result":{...}} (client); on stdin the answers to
+// {"cpu" µs, "bytes", "maxRss" and "fileRss" MiB}, and {"result":{...}} (client); on stdin the answers to
 // asks (client) and {"ask":...} (server; "exit" ends it). Nothing else goes to stdout.
 //
 // Workloads (the same sizes, counts and durations as the TypeScript client):
@@ -66,13 +66,16 @@ type cellResult struct {
 	ServerBytes    *float64 `json:"serverBytes,omitempty"`
 	ClientRssMiB   *float64 `json:"clientRssMiB,omitempty"`
 	ServerRssMiB   *float64 `json:"serverRssMiB,omitempty"`
+	ClientFileMiB  *float64 `json:"clientFileMiB,omitempty"`
+	ServerFileMiB  *float64 `json:"serverFileMiB,omitempty"`
 	BaselineRssMiB *float64 `json:"baselineRssMiB,omitempty"`
 }
 
 type stats struct {
-	CPU    float64 `json:"cpu"`    // user + system time of the process, µs
-	Bytes  float64 `json:"bytes"`  // bytes written by the process (wchar)
-	MaxRss float64 `json:"maxRss"` // VmHWM, MiB
+	CPU     float64 `json:"cpu"`     // user + system time of the process, µs
+	Bytes   float64 `json:"bytes"`   // bytes written by the process (wchar)
+	MaxRss  float64 `json:"maxRss"`  // VmHWM, MiB
+	FileRss float64 `json:"fileRss"` // RssFile (file-backed resident pages), MiB
 }
 
 func main() {
@@ -130,7 +133,8 @@ func ask(what string) (stats, error) {
 }
 
 func selfStats() stats {
-	return stats{CPU: cpuMicros(), Bytes: float64(procField("/proc/self/io", "wchar:")), MaxRss: float64(procField("/proc/self/status", "VmHWM:")) / 1024}
+	return stats{CPU: cpuMicros(), Bytes: float64(procField("/proc/self/io", "wchar:")), MaxRss: float64(procField("/proc/self/status", "VmHWM:")) / 1024,
+		FileRss: float64(procField("/proc/self/status", "RssFile:")) / 1024}
 }
 
 func cpuMicros() float64 {
@@ -351,8 +355,11 @@ func clientMain(p params) error {
 		r.ServerCPUUs = ptr((s1.CPU - s0.CPU) / n)
 		r.ClientBytes = ptr((self1.Bytes - self0.Bytes) / n)
 		r.ServerBytes = ptr((s1.Bytes - s0.Bytes) / n)
-		r.ClientRssMiB = ptr(selfStats().MaxRss)
+		self := selfStats()
+		r.ClientRssMiB = ptr(self.MaxRss)
 		r.ServerRssMiB = ptr(s1.MaxRss)
+		r.ClientFileMiB = ptr(self.FileRss)
+		r.ServerFileMiB = ptr(s1.FileRss)
 		r.BaselineRssMiB = ptr(baseline)
 	case "W3":
 		one := func() error {
