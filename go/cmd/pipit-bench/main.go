@@ -409,11 +409,13 @@ func clientMain(p params) error {
 			}
 			return nil
 		}
-		if err := stream(); err != nil {
-			return err
+		for range pick(1, 4) { // warm-up streams, as the TS client runs them
+			if err := stream(); err != nil {
+				return err
+			}
 		}
 		var rates, cpus []float64
-		for range pick(1, 3) {
+		for range pick(1, 5) {
 			s0, err := ask("start")
 			if err != nil {
 				return err
