@@ -1,6 +1,7 @@
 /**
- * `npm run bench`: the codec bench (TS vs Wasm scanner, same process) then the end-to-end
- * socket bench (pipit vs a raw length-prefixed socket, separate processes).
+ * `npm run bench`: the end-to-end socket bench (pipit vs a raw length-prefixed socket,
+ * separate processes), the codec bench (TS vs Wasm scanner, same process), then the floors
+ * (what async iteration and the Wasm engine cost before any protocol).
  *
  *   npm run bench                 full run; writes bench/RESULTS.md
  *   npm run bench -- --quick      every workload briefly (proves the benches run; CI uses it)
@@ -32,9 +33,11 @@ function run(script: string, argv: string[], env: Record<string, string>): strin
 }
 
 const socket = run('./socket.bench.js', args, {});
-const codec = run('./codec.bench.js', [], quick ? { BENCH_ROUNDS: '1', BENCH_TIME_MS: '15' } : {});
+const short: Record<string, string> = quick ? { BENCH_ROUNDS: '1', BENCH_TIME_MS: '15' } : {};
+const codec = run('./codec.bench.js', [], short);
+const floor = run('./floor.bench.js', [], short);
 if (!quick && !args.includes('--only') && !args.includes('--cells')) {
   const out = fileURLToPath(new URL('../../bench/RESULTS.md', import.meta.url));
-  writeFileSync(out, `# pipit benchmark results\n\n${socket.trim()}\n\n## Codec: pure TS vs Wasm scanner\n\nCommand: \`npm run bench\` (also \`npm run bench:codec\`)\n${codec.trim()}\n`);
+  writeFileSync(out, `# pipit benchmark results\n\n${socket.trim()}\n\n## Codec: pure TS vs Wasm scanner\n\nCommand: \`npm run bench\` (also \`npm run bench:codec\`)\n${codec.trim()}\n\n## Floors: what the platform costs before any protocol\n\nCommand: \`npm run bench\` (also \`npm run bench:floor\`)\n${floor.trim()}\n`);
   console.log(`wrote ${out}`);
 }
