@@ -3,7 +3,7 @@
  * socket. The workloads and the report live in socket-workloads.ts (shared with `pipit bench`).
  *
  *   node dist/bench/socket.bench.js [--quick] [--reps N] [--only raw,ts,wasm,ts-go,go-ts,go-go] [--cells W1,W4]
- * (`npm run bench` runs it with the codec bench and writes bench/RESULTS.md.)
+ * (`npm run bench` runs it with the codec and floor benches and writes bench/RESULTS.md.)
  * Without --only it runs raw, ts and wasm, raw-iter in the stream cells (raw bytes read and
  * written through generators and `for await`, as pipit's API is), and the cross-language
  * cells ts-go, go-ts and go-go (pipit's Go implementation as server, client or both) where Go
