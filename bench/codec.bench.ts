@@ -13,6 +13,7 @@
 import { Bench } from 'tinybench';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { median } from './socket-workloads.js';
 import { COL_BODY_LEN, COL_HEAD, COL_ID, STRIDE } from '../bindings/frame-table.js';
 import type { Decoder, FrameBatch } from '../bindings/codec.js';
 import { tsCodec } from '../bindings/codec-ts.js';
@@ -238,12 +239,6 @@ function coldStart(runs: number): { compile: number; firstDecoder: number } {
     first.push(r.firstDecoder);
   }
   return { compile: median(compile), firstDecoder: median(first) };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 // ---- run -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@
 import { Bench } from 'tinybench';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { median } from './socket-workloads.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const TIME_MS = Number(process.env.BENCH_TIME_MS ?? 150);
@@ -135,12 +136,6 @@ function wasmMemory(runs: number): MemSteps {
   }
   const col = (rows: number[][]): number[] => [0, 1, 2].map((j) => median(rows.map((r) => r[j]!)));
   return { compile: col(compile), firstScan: col(firstScan) };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function main(): Promise<void> {

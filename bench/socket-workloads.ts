@@ -797,7 +797,8 @@ async function runCell(p: Params, goBin: string | undefined): Promise<CellResult
 const once = (c: ChildProcess): Promise<void> =>
   c.exitCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', () => r()));
 
-function median(xs: number[]): number {
+/** The median of xs (the mean of the two middle values for an even count). */
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
