@@ -11,8 +11,8 @@
 // params is the orchestrator's {"quick", "cell", "impl", "path"}. Both roles talk to the
 // orchestrator in JSON lines, the messages its Node processes send over IPC: on stdout
 // {"ready":1} (server), {"ask":"start"|"stop"} (client), the server's statistics
-// {"cpu" µs, "bytes", "maxRss" and "fileRss" MiB}, and {"result":{...}} (client); on stdin the answers to
-// asks (client) and {"ask":...} (server; "exit" ends it). Nothing else goes to stdout.
+// {"cpu" µs, "bytes", "maxRss" and "fileRss" MiB}, and {"result":{...}} (client); on stdin the
+// answers to asks (client) and {"ask":...} (server; "exit" ends it). Nothing else goes to stdout.
 //
 // Workloads (the same sizes, counts and durations as the TypeScript client):
 //
@@ -133,8 +133,12 @@ func ask(what string) (stats, error) {
 }
 
 func selfStats() stats {
-	return stats{CPU: cpuMicros(), Bytes: float64(procField("/proc/self/io", "wchar:")), MaxRss: float64(procField("/proc/self/status", "VmHWM:")) / 1024,
-		FileRss: float64(procField("/proc/self/status", "RssFile:")) / 1024}
+	return stats{
+		CPU:     cpuMicros(),
+		Bytes:   float64(procField("/proc/self/io", "wchar:")),
+		MaxRss:  float64(procField("/proc/self/status", "VmHWM:")) / 1024,
+		FileRss: float64(procField("/proc/self/status", "RssFile:")) / 1024,
+	}
 }
 
 func cpuMicros() float64 {
